@@ -1,0 +1,41 @@
+"""`Citation` and `Answer`: what `answer()` returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .hits import Hit
+
+
+@dataclass(frozen=True)
+class Citation:
+    """Marker `[n]` in the answer text points here. `quote == article.text[start:end]`."""
+
+    n: int
+    article_id: str
+    title: str
+    published: str | None
+    source: str | None
+    url: str | None
+    path: str | None
+    quote: str
+    start: int
+    end: int
+    chunk_id: int = -1
+    chunk_start: int = 0  # the whole passage the quote sits in, for highlighting in context
+    chunk_end: int = 0
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The answer text with inline `[n]` markers, its citations, and the hits it drew on."""
+
+    question: str
+    text: str
+    citations: tuple[Citation, ...]
+    hits: tuple[Hit, ...]
+    abstained: bool
+    mode: str = "extractive"
+    confidence: float = 0.0
+    dropped: tuple[str, ...] = field(default=())  # LLM sentences removed as unsupported
+    notes: tuple[str, ...] = field(default=())  # e.g. "LLM endpoint down; extractive answer"
