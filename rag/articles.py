@@ -1,11 +1,25 @@
 """Articles: reading files of every supported format into `Article` values.
 
-(skeleton: loaders are being written)
+`iter_articles(paths)` walks files and folders (sorted, hidden entries skipped) and yields one
+`Article` per article found, or a `Skipped` saying why a file or a JSON record was left out.
+Formats: .txt, .md, .html/.htm, .json (object or list), .jsonl. Only a missing path raises.
 """
 
 from __future__ import annotations
 
+import codecs
+import hashlib
+import json
+import os
+import re
+import warnings
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from rag.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -29,3 +43,433 @@ class Skipped:
 
     path: str
     reason: str
+
+
+SUPPORTED_SUFFIXES = (".txt", ".md", ".html", ".htm", ".json", ".jsonl")
+MAX_FILE_BYTES = 256 * 1024 * 1024  # one file is held in memory at a time; cap what that means
+
+# Zero-width and bidi-control characters are invisible and used for spoofing; C0/C1 controls
+# (other than tab and newline) are never text. Everything else, accents included, is kept.
+_INVISIBLE = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff]"
+)
+_WS_TO_FIX = re.compile(r"\s{2,}|[^\S ]")  # same result as \s+ -> " ", with far fewer matches
+_CONTROL_BYTES = bytes([*range(0x09), *range(0x0E, 0x20), 0x7F])
+_NOT_CONTROL = bytes(b for b in range(256) if b not in _CONTROL_BYTES)
+_ASCII = bytes(range(128))
+_BOMS = (  # UTF-32 first: its little-endian BOM starts with UTF-16's
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+_TZINFOS = {  # abbreviations dateutil does not know; IST is India (the seed articles' zone)
+    name: int(hours * 3600)
+    for name, hours in {
+        "IST": 5.5, "GMT": 0, "UTC": 0, "EST": -5, "EDT": -4, "CST": -6, "CDT": -5, "MST": -7,
+        "MDT": -6, "PST": -8, "PDT": -7, "CET": 1, "CEST": 2, "BST": 1, "EET": 2, "EEST": 3,
+        "MSK": 3, "JST": 9, "AEST": 10, "AEDT": 11,
+    }.items()
+}
+_ORDINAL = re.compile(r"(?<=\d)(?:st|nd|rd|th)\b", re.IGNORECASE)
+# Two defaults that differ in every field a date string may leave out, to see what it gave.
+_DEFAULT_A = datetime(2000, 1, 1, 0)
+_DEFAULT_B = datetime(2001, 2, 2, 1)
+
+_DATELINE = re.compile(
+    r"(published|posted|updated|last updated)(?: on| at)?:? +(?P<date>[^\n]{1,80})",
+    re.IGNORECASE,
+)
+_BOILERPLATE = re.compile(
+    r"(?:advertisements?|ad|sponsored(?: content)?|story continues below(?: advertisement)?"
+    r"|continue reading below|scroll to continue(?: with content)?|read more"
+    r"|also read(?: *[:|\-\u2013\u2014].{0,200})?|subscribe\b.{0,120})[.!:]?",
+    re.IGNORECASE,
+)
+_FRONT_MATTER = re.compile(r"---[ \t]*\n(.*?)\n(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.DOTALL)
+_HTML_DATE_PARAMS = {"outputformat": "%Y-%m-%dT%H:%M:%S%z", "original_date": True}
+_TEXT_KEYS = ("text", "body", "content")
+
+
+class _Skip(Exception):
+    """Internal: this file or record is not indexed; the message is the reason."""
+
+
+@dataclass(frozen=True)
+class _File:
+    path: Path  # absolute
+    rel: str  # relative to the folder argument, or the file name for a file argument
+
+
+def iter_articles(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Article | Skipped]:
+    """Yield an `Article` (or a `Skipped` with the reason) for every article under `paths`.
+
+    Each path is a file or a folder (walked recursively in sorted order; hidden files and
+    folders such as .git are ignored). Files are read one at a time. Bad content never raises;
+    a path that does not exist raises `InputError`, before anything is yielded.
+    """
+    if isinstance(paths, (str, os.PathLike)):  # a lone path, not an iterable of characters
+        paths = [paths]
+    roots = [Path(p) for p in paths]
+    for root in roots:
+        if not root.exists():
+            raise InputError(
+                f"No such file or folder: '{root}' (resolved from {Path.cwd()}). "
+                "Check the spelling, or give the folder that holds your articles."
+            )
+    return _iter_roots(roots)
+
+
+def _iter_roots(roots: list[Path]) -> Iterator[Article | Skipped]:
+    for root in roots:
+        if root.is_dir():
+            yield from _iter_folder(root, root)
+        elif root.is_file():
+            yield from _articles_in_file(root, root.name)
+        else:
+            yield Skipped(str(root.absolute()), "not a regular file or folder")
+
+
+def _iter_folder(folder: Path, base: Path) -> Iterator[Article | Skipped]:
+    try:
+        with os.scandir(folder) as it:
+            entries = sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
+    except OSError as e:
+        yield Skipped(str(folder.absolute()), f"cannot read folder ({e.strerror or e})")
+        return
+    for entry in entries:
+        path = Path(entry.path)
+        if entry.is_dir(follow_symlinks=False):
+            yield from _iter_folder(path, base)
+        elif entry.is_symlink() and entry.is_dir():  # not followed: it could loop
+            yield Skipped(str(path.absolute()), "symlinked folder not followed; pass it directly")
+        elif entry.is_file():
+            yield from _articles_in_file(path, path.relative_to(base).as_posix())
+        else:
+            yield Skipped(str(path.absolute()), "not a regular file (broken link or device?)")
+
+
+def _articles_in_file(path: Path, rel: str) -> Iterator[Article | Skipped]:
+    f = _File(path.absolute(), rel)
+    suffix = path.suffix.lower()
+    parse = _PARSERS.get(suffix)
+    if parse is None:
+        kind = suffix or "(no extension)"
+        yield Skipped(str(f.path), f"unsupported file type {kind} (use one of: "
+                      f"{', '.join(SUPPORTED_SUFFIXES)})")
+        return
+    try:
+        yield from parse(_read(f.path), f)
+    except _Skip as e:
+        yield Skipped(str(f.path), str(e))
+
+
+def _read(path: Path) -> str:
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise _Skip(f"file too large ({size // 2**20} MB, limit {MAX_FILE_BYTES // 2**20} "
+                        "MB); split it into one file per article")
+        data = path.read_bytes()
+    except OSError as e:
+        raise _Skip(f"cannot read file ({e.strerror or e})") from None
+    if not data.strip():
+        raise _Skip("empty file")
+    text = _decode(data)
+    if not text.strip():
+        raise _Skip("no text")
+    return text
+
+
+def read_text(path: str | os.PathLike[str]) -> str:
+    """Read a text file of any common encoding, cleaned for indexing.
+
+    Decoding: a BOM (UTF-8/16/32) wins; then strict UTF-8; then UTF-8 with replacement
+    characters if the file is mostly valid UTF-8 with a few broken bytes; then cp1252, then
+    latin-1 (which never fails). Newlines become \\n; zero-width, bidi-control and other
+    control characters are removed. Binary files raise `InputError`.
+    """
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise InputError(f"Cannot read '{p}' ({e.strerror or e}); check the path and its "
+                         "permissions.") from None
+    try:
+        return _decode(data)
+    except _Skip as e:
+        raise InputError(f"'{p}' is not text: {e}. Remove it or give a text file.") from None
+
+
+def _decode(data: bytes) -> str:
+    for bom, codec in _BOMS:
+        if data.startswith(bom):
+            text = data.decode(codec, errors="replace")
+            break
+    else:
+        if b"\x00" in data:
+            raise _Skip("binary file (NUL bytes)")
+        sample = data[:65536]
+        if len(sample.translate(None, _NOT_CONTROL)) * 10 > len(sample):
+            raise _Skip("binary file (mostly non-text bytes)")
+        text = _decode_unmarked(data)
+    return _INVISIBLE.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+
+
+def _decode_unmarked(data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    loose = data.decode("utf-8", errors="replace")
+    bad = loose.count("\ufffd") - data.count("\ufffd".encode())
+    ascii_bytes = len(data) - len(data.translate(None, _ASCII))
+    valid_multibyte = len(loose) - ascii_bytes - bad
+    if valid_multibyte >= bad:  # UTF-8 with a few broken bytes: keep the rest right
+        return loose
+    try:
+        return data.decode("cp1252")
+    except UnicodeDecodeError:  # five bytes cp1252 leaves undefined
+        return data.decode("latin-1")
+
+
+def content_hash(title: str, text: str) -> str:
+    """sha256 hex of the title and text with whitespace runs collapsed and ends stripped.
+
+    The file name plays no part, so one article saved under two names hashes the same:
+    >>> content_hash("A  title", "Body\\r\\n text") == content_hash("A title", "Body text")
+    True
+    """
+    parts = (_WS_TO_FIX.sub(" ", _INVISIBLE.sub("", s)).strip() for s in (title, text))
+    return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()
+
+
+def parse_date(value: object) -> str | None:
+    """ISO-8601 for a date string (or epoch seconds/milliseconds); None if it cannot be read.
+
+    >>> parse_date("19:23 IST, November 26th 2024")
+    '2024-11-26T19:23:00+05:30'
+    >>> parse_date("26 Nov 2024"), parse_date("November"), parse_date("soon")
+    ('2024-11-26', None, None)
+    """
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        seconds = value / 1000 if value > 1e11 else value
+        try:
+            return datetime.fromtimestamp(seconds, tz=timezone.utc).isoformat(timespec="seconds")
+        except (OverflowError, OSError, ValueError):
+            return None
+    if not isinstance(value, str) or not value.strip() or len(value) > 100:
+        return None
+    from dateutil import parser  # imported on first use: keeps `import rag` fast
+
+    text = _ORDINAL.sub("", value.strip())
+    try:
+        with warnings.catch_warnings():  # unknown zone names warn; we accept the naive time
+            warnings.simplefilter("ignore")
+            a = parser.parse(text, default=_DEFAULT_A, tzinfos=_TZINFOS)
+            b = parser.parse(text, default=_DEFAULT_B, tzinfos=_TZINFOS)
+    except (ValueError, OverflowError, TypeError):
+        return None
+    if a.date() != b.date():  # year, month or day missing: no date worth reporting
+        return None
+    if a.hour != b.hour:  # no time of day given
+        return a.date().isoformat()
+    return a.isoformat(timespec="seconds")
+
+
+def _make(f: _File, *, title: str, text: str, ident: str | None = None,
+          title_from_name: bool = False, published: str | None = None,
+          source: str | None = None, url: str | None = None,
+          author: str | None = None) -> Article:
+    title = " ".join(_INVISIBLE.sub("", title).split())
+    text = _tidy(_INVISIBLE.sub("", text))
+    if not text:
+        raise _Skip("no text")
+    return Article(
+        id=ident or url or f.rel, title=title, text=text, published=published,
+        source=source, url=url, path=str(f.path), author=author,
+        # A title made up from the file name is not content: keep duplicates detectable.
+        content_hash=content_hash("" if title_from_name else title, text),
+    )
+
+
+def _tidy(text: str) -> str:
+    """Strip line ends and collapse runs of blank lines (line by line: no regex backtracking)."""
+    text = text.replace("\u2028", "\n").replace("\u2029", "\n\n")
+    text = "\n".join(line.rstrip() for line in text.split("\n"))
+    return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+
+def _trim(lines: list[str]) -> list[str]:
+    start, end = 0, len(lines)
+    while start < end and not lines[start].strip():
+        start += 1
+    while end > start and not lines[end - 1].strip():
+        end -= 1
+    return lines[start:end]
+
+
+def _looks_like_title(line: str) -> bool:
+    line = line.strip()
+    return 0 < len(line) < 200 and not line.endswith(".")
+
+
+def _dateline(line: str) -> re.Match[str] | None:
+    """A 'Published 19:23 IST, November 26th 2024' line (it has a digit; it is short)."""
+    m = _DATELINE.fullmatch(line.strip()) if len(line) <= 120 else None
+    return m if m and any(c.isdigit() for c in m["date"]) else None
+
+
+def _split_title(lines: list[str], f: _File) -> tuple[str, bool, list[str]]:
+    """(title, title_from_name, rest): a short first line is the headline, else the stem."""
+    if len(lines) > 1 and _looks_like_title(lines[0]):
+        return lines[0].strip().lstrip("#").strip(), False, _trim(lines[1:])
+    return f.path.stem, True, lines
+
+
+def _parse_txt(text: str, f: _File) -> Iterator[Article]:
+    lines = [ln for ln in text.split("\n") if len(ln) > 300 or not _BOILERPLATE.fullmatch(ln.strip())]
+    lines, published = _trim(lines), None
+    # Datelines sit at the very top and bottom of the seed shape; body lines are left alone.
+    while lines and (m := _dateline(lines[0])):
+        if published is None and m[1].lower() in ("published", "posted"):
+            published = parse_date(m["date"])
+        lines = _trim(lines[1:])
+    while lines and _dateline(lines[-1]):
+        lines = _trim(lines[:-1])
+    title, from_name, body = _split_title(lines, f)
+    yield _make(f, title=title, text="\n".join(body), title_from_name=from_name,
+                published=published)
+
+
+def _parse_md(text: str, f: _File) -> Iterator[Article]:
+    meta: dict[str, str] = {}
+    m = _FRONT_MATTER.match(text[:65536])
+    if m:
+        for line in m[1].split("\n"):
+            key, sep, value = line.partition(":")
+            if sep and key.strip() and not key[0].isspace() and key[0] not in "-#":
+                meta[key.strip().lower()] = value.strip().strip("'\"")
+        text = text[m.end():]
+    lines, heading, fenced = text.split("\n"), None, False
+    for i, line in enumerate(lines):
+        if line.lstrip().startswith(("```", "~~~")):
+            fenced = not fenced  # a '# comment' in a code block is not the title
+        elif not fenced and line.startswith("# "):
+            heading = i
+            break
+    if heading is not None:
+        title, from_name = lines.pop(heading)[2:].strip().rstrip("#").strip(), False
+        body = lines
+    else:
+        title, from_name, body = _split_title(_trim(lines), f)
+    if meta.get("title"):
+        title, from_name = meta["title"], False
+    url = meta.get("url") or meta.get("link")
+    yield _make(f, title=title, text="\n".join(body), ident=meta.get("id") or url,
+                title_from_name=from_name, url=url, source=meta.get("source"),
+                author=meta.get("author"),
+                published=parse_date(meta.get("date") or meta.get("published")))
+
+
+def _parse_html(text: str, f: _File) -> Iterator[Article]:
+    import trafilatura  # heavy (~0.3 s): imported only when an HTML file shows up
+
+    try:
+        doc: Any = trafilatura.bare_extraction(
+            text, with_metadata=True, include_comments=False,
+            date_extraction_params=dict(_HTML_DATE_PARAMS),
+        )
+    except Exception as e:  # noqa: BLE001 -- one page's parser crash must not stop a folder
+        raise _Skip(f"could not parse HTML ({type(e).__name__}: {e})") from None
+    lines = _trim(((getattr(doc, "text", None) or "") if doc is not None else "").split("\n"))
+    title = _INVISIBLE.sub("", getattr(doc, "title", None) or "").strip()
+    if lines and title and lines[0].strip() == title:  # trafilatura repeats the <h1>
+        lines = _trim(lines[1:])
+    if not lines:
+        raise _Skip("no article text found in HTML")
+    date = getattr(doc, "date", None) or ""
+    if date.endswith("T00:00:00"):  # htmldate found a day only; do not invent a midnight
+        date = date[:10]
+    yield _make(f, title=title or f.path.stem, text="\n".join(lines), title_from_name=not title,
+                url=getattr(doc, "url", None) or None, author=getattr(doc, "author", None),
+                source=getattr(doc, "sitename", None) or getattr(doc, "hostname", None),
+                published=parse_date(date))
+
+
+def _parse_json(text: str, f: _File) -> Iterator[Article | Skipped]:
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as e:
+        raise _Skip(f"invalid JSON ({_json_error(e)})") from None
+    if isinstance(data, list):
+        for n, item in enumerate(data, start=1):
+            yield _record(item, f, where=f"item {n}", fallback_id=f"{f.rel}#{n}")
+    else:
+        yield _record(data, f, where="", fallback_id=f.rel)
+
+
+def _parse_jsonl(text: str, f: _File) -> Iterator[Article | Skipped]:
+    for n, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except (ValueError, RecursionError) as e:
+            yield Skipped(f"{f.path}:{n}", f"line {n}: invalid JSON ({_json_error(e)})")
+            continue
+        yield _record(obj, f, where=f"line {n}", fallback_id=f"{f.rel}#{n}")
+
+
+def _json_error(e: Exception) -> str:
+    if isinstance(e, json.JSONDecodeError):
+        return f"{e.msg}: column {e.colno}"
+    return "nested too deeply" if isinstance(e, RecursionError) else str(e)[:100]
+
+
+def _record(obj: object, f: _File, *, where: str, fallback_id: str) -> Article | Skipped:
+    """One JSON object -> Article; `where` ('line 7', 'item 2' or '') prefixes skip reasons."""
+    path = f"{f.path}:{where.split()[-1]}" if where else str(f.path)
+    prefix = f"{where}: " if where else ""
+    if not isinstance(obj, dict):
+        return Skipped(path, f"{prefix}not a JSON object")
+    if not any(k in obj for k in _TEXT_KEYS):
+        return Skipped(path, f"{prefix}no 'text' or 'body' field")
+    text = next((t for k in _TEXT_KEYS if (t := _as_text(obj.get(k)))), "")
+    url = _as_str(obj.get("url")) or _as_str(obj.get("link"))
+    try:
+        return _make(
+            f, title=_as_str(obj.get("title")) or _as_str(obj.get("headline")) or "", text=text,
+            ident=_as_str(obj.get("id")) or _as_str(obj.get("_id")) or url or fallback_id,
+            url=url, source=_as_str(obj.get("source")), author=_as_str(obj.get("author")),
+            published=parse_date(next((obj[k] for k in ("published", "date") if obj.get(k)),
+                                      None)),
+        )
+    except _Skip as e:
+        return Skipped(path, f"{prefix}{e}")
+
+
+def _as_str(value: object) -> str | None:
+    if isinstance(value, str):
+        return value.strip() or None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def _as_text(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return "\n".join(value)  # a list of paragraphs
+    return ""
+
+
+_PARSERS: dict[str, Callable[[str, _File], Iterator[Article | Skipped]]] = {
+    ".txt": _parse_txt, ".md": _parse_md, ".html": _parse_html, ".htm": _parse_html,
+    ".json": _parse_json, ".jsonl": _parse_jsonl,
+}

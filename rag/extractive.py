@@ -1,0 +1,175 @@
+"""The extractive answerer: the answer is the articles' own best sentences.
+
+Sentences of the top passages are scored against the question by meaning (the same
+embedder) and by weighted word overlap, with a bonus when a sentence holds the kind of
+thing asked for (a number for "how many", a date for "when"). The best one to three,
+without near-duplicates, form the answer, in article order. Every sentence is quoted
+verbatim, so every claim is supported by construction.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .embedding import Embedder
+from .hits import Hit
+from .lexical import tokenize
+from .sentences import split_sentences
+
+# Weights of the sentence score; see eval/ for how they were measured.
+W_DENSE, W_COVER, W_TYPE, W_RANK = 0.45, 0.40, 0.10, 0.05
+MAX_SENTENCES = 3
+SECOND_WITHIN = 0.08  # a further sentence must score within this of the best
+NEAR_DUPLICATE = 0.9  # cosine above which two sentences say the same
+MAX_CANDIDATES = 48
+
+_QWORDS = {"what", "which", "who", "whom", "whose", "when", "where", "why", "how", "many",
+           "much", "did", "does", "do", "is", "are", "was", "were", "according", "article",
+           "say", "said", "tell", "name"}
+_NUMBER_WORDS = ("one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|dozen|dozens|"
+                 "twenty|thirty|forty|fifty|hundred|hundreds|thousand|thousands|million|"
+                 "millions|billion|half|several")
+_NUMBER = re.compile(rf"\d|\b({_NUMBER_WORDS})\b", re.I)
+_MONTHS = ("january|february|march|april|may|june|july|august|september|october|november|"
+           "december|jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec")
+_DATE = re.compile(rf"\b({_MONTHS})\b|\b(1[89]|20)\d\d\b|\b(monday|tuesday|wednesday|thursday|"
+                   r"friday|saturday|sunday|yesterday|today|last week|last month|last year|"
+                   r"ago|since|until)\b", re.I)
+_NAME = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]+(?:\s+[A-Z][a-z]+)*")
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A candidate sentence: span in the article text and its score."""
+
+    hit: Hit
+    start: int  # offsets into the article text
+    end: int
+    text: str
+    score: float
+    dense: float
+    cover: float
+
+
+def expected_type(question: str) -> str | None:
+    """What the question asks for: "number", "date", "name", "place" or None.
+
+    >>> expected_type("How many missiles were intercepted?"), expected_type("When did it start?")
+    ('number', 'date')
+    """
+    q = question.lower()
+    if re.search(r"\bhow (many|much|long|far|old|big|large)\b|\bwhat (number|percentage|share)\b", q):
+        return "date" if re.search(r"\bhow long ago\b", q) else "number"
+    if re.search(r"\bwhen\b|\bwhat (date|day|year|month|time)\b|\bwhich (date|day|year|month)\b", q):
+        return "date"
+    if re.search(r"\bwho\b|\bwhose\b|\bwhom\b", q):
+        return "name"
+    if re.search(r"\bwhere\b|\bwhich (city|country|region|town|place)\b", q):
+        return "place"
+    return None
+
+
+def _has_type(kind: str | None, sentence: str) -> float:
+    if kind is None:
+        return 0.0
+    if kind == "number":
+        return 1.0 if _NUMBER.search(sentence) else 0.0
+    if kind == "date":
+        return 1.0 if _DATE.search(sentence) else 0.0
+    return 1.0 if _NAME.search(sentence) else 0.0
+
+
+def content_terms(question: str) -> list[str]:
+    """Stemmed content words of a question (stop words and question words removed)."""
+    words = [w for w in re.findall(r"\w+", question) if w.lower() not in _QWORDS]
+    return list(dict.fromkeys(tokenize([" ".join(words)])[0]))
+
+
+def candidates(hits: Sequence[Hit], limit: int = MAX_CANDIDATES) -> list[tuple[Hit, int, int]]:
+    """Distinct sentences of the hits as (hit, start, end) in article offsets, best hits first."""
+    seen: set[tuple[str, int, int]] = set()
+    out: list[tuple[Hit, int, int]] = []
+    for hit in hits:
+        for a, b in split_sentences(hit.text):
+            key = (hit.article_id, hit.start + a, hit.start + b)
+            if key in seen:
+                continue
+            seen.add(key)
+            out.append((hit, hit.start + a, hit.start + b))
+    return out[:limit] if len(out) > limit else out
+
+
+def score_sentences(question: str, hits: Sequence[Hit], embedder: Embedder,
+                    qvec: np.ndarray | None = None) -> list[Scored]:
+    """Every candidate sentence with its score, best first."""
+    cands = candidates(hits)
+    if not cands:
+        return []
+    texts = [h.text[a - h.start:b - h.start] for h, a, b in cands]
+    terms = content_terms(question)
+    sent_terms = [set(t) for t in tokenize(texts)]
+    # Rarity among the candidates stands in for IDF: words in every sentence say little.
+    n = len(texts)
+    idf = {t: math.log(1 + (n + 1) / (1 + sum(t in s for s in sent_terms))) for t in terms}
+    total = sum(idf.values()) or 1.0
+    if qvec is None:
+        qvec = embedder.embed([question])[0]
+    svecs = embedder.embed([t[:1000] for t in texts])
+    dense = svecs @ qvec
+    kind = expected_type(question)
+    rank_of = {h.chunk_id: h.rank for h in hits}
+    out = []
+    for (h, a, b), text, st, d in zip(cands, texts, sent_terms, dense):
+        cover = sum(idf[t] for t in terms if t in st) / total if terms else 0.0
+        prior = 1.0 / rank_of.get(h.chunk_id, len(hits))
+        score = (W_DENSE * float(d) + W_COVER * cover + W_TYPE * _has_type(kind, text)
+                 + W_RANK * prior)
+        out.append(Scored(h, a, b, text, score, float(d), cover))
+    out.sort(key=lambda s: -s.score)
+    return out
+
+
+def select(scored: Sequence[Scored], embedder_vectors: dict[int, np.ndarray] | None = None,
+           max_sentences: int = MAX_SENTENCES) -> list[Scored]:
+    """The best sentence and up to two more that score close to it and say something new."""
+    if not scored:
+        return []
+    best = scored[0]
+    chosen = [best]
+    for s in scored[1:]:
+        if len(chosen) >= max_sentences or s.score < best.score - SECOND_WITHIN:
+            break
+        if any(_similar(s.text, c.text) for c in chosen):
+            continue
+        chosen.append(s)
+    # Readable order: by article, then position in it, best article first.
+    order = {c.hit.article_id: i for i, c in reversed(list(enumerate(chosen)))}
+    chosen.sort(key=lambda s: (order[s.hit.article_id], s.start))
+    return chosen
+
+
+def _similar(a: str, b: str) -> bool:
+    ta, tb = set(tokenize([a])[0]), set(tokenize([b])[0])
+    if not ta or not tb:
+        return a.strip() == b.strip()
+    return len(ta & tb) / min(len(ta), len(tb)) >= NEAR_DUPLICATE
+
+
+def missing_names(question: str, hits: Sequence[Hit]) -> list[str]:
+    """Capitalised names in the question that appear in none of the passages or titles.
+
+    >>> from rag.hits import Hit
+    >>> h = Hit(1, 1.0, "a", "T", None, None, None, None, 1, "Putin spoke.", 0, 12)
+    >>> missing_names("What did the French president say?", [h]), missing_names("What did Putin say?", [h])
+    (['French'], [])
+    """
+    words = re.findall(r"\b[A-Z][\w'’-]*", question)
+    names = [w for i, w in enumerate(words) if not (i == 0 and question.strip().startswith(w))]
+    names = [w for w in names if w.lower() not in _QWORDS]
+    hay = " ".join(f"{h.title} {h.text}" for h in hits).lower()
+    return [w for w in names if w.lower().rstrip("'’s") not in hay]

@@ -1,0 +1,550 @@
+"""`Index`: build, update, load and search an index folder.
+
+Layout of the folder:
+    store.sqlite        articles, chunks, vectors (the source of truth; SQLite transactions)
+    vectors-N.faiss     FAISS index of version N (a cache of the store's vectors)
+    bm25-N/             BM25 index of version N
+    manifest.json       format, model, dim, chunking, kind, version, counts; swapped atomically
+    .write.lock         held by the one process allowed to write
+
+A write is: embed (nothing on disk yet) -> one SQLite transaction -> new derived files
+under new names -> atomic manifest swap -> old files deleted. A process killed at any
+point leaves a loadable index in the old or the new state; derived files missing or
+stale for the store's version are rebuilt from the stored vectors on load.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+
+from .articles import Article, Skipped, iter_articles
+from .chunking import Chunk, ChunkSpec, chunk_article
+from .embedding import DEFAULT_MODEL, Embedder, SentenceTransformerEmbedder
+from .errors import (
+    IndexCorruptError, IndexLockedError, IndexNotFoundError, IndexWriteError, InputError,
+    ModelMismatchError,
+)
+from .hits import Hit
+from .lexical import Lexical
+from .search import MODES, Fusion, search
+from .store import FORMAT, ArticleInfo, Store
+from .vectors import KINDS, Vectors
+
+Progress = Union[bool, Callable[[int, int, str], None]]
+_EMBED_BATCH = 128
+
+
+@dataclass(frozen=True)
+class IndexReport:
+    """What one `add` did."""
+
+    added: int
+    updated: int
+    removed: int
+    unchanged: int
+    skipped: tuple[Skipped, ...]
+    chunks_added: int
+    articles: int
+    chunks: int
+    seconds: float
+
+    @property
+    def status(self) -> str:
+        """"ok", or "partial" when some inputs were skipped."""
+        return "partial" if self.skipped else "ok"
+
+
+@dataclass(frozen=True)
+class IndexStats:
+    path: str
+    articles: int
+    chunks: int
+    model: str
+    dim: int
+    kind: str
+    version: int
+    chunking: dict[str, int]
+    bytes_on_disk: int
+
+
+@dataclass
+class _State:
+    version: int
+    vectors: Vectors
+    lexical: Lexical
+    manifest_mtime: int
+
+
+class Index:
+    """An index folder opened for search and updates. Thread-safe for concurrent searches."""
+
+    def __init__(self, path: Path, store: Store, embedder: Embedder, meta: dict[str, str],
+                 kind: str) -> None:
+        self.path = path
+        self.store = store
+        self.embedder = embedder
+        self.dim = int(meta["dim"])
+        self.model = meta["model"]
+        self.chunking = ChunkSpec(**json.loads(meta["chunking"]))
+        self.kind = kind
+        self.fusion = Fusion()
+        self._lock = threading.RLock()
+        self._state: _State | None = None
+
+    # -- opening ---------------------------------------------------------------------------
+    @classmethod
+    def build(
+        cls, paths: Iterable[str | os.PathLike[str]], path: str | os.PathLike[str] = "index",
+        *, embedder: Embedder | None = None, chunking: ChunkSpec | None = None,
+        kind: str = "auto", sync: bool = False, progress: Progress = True,
+    ) -> Index:
+        """Create or update the index at `path` from files/folders, and return it."""
+        idx = cls.open(path, embedder=embedder, chunking=chunking, kind=kind)
+        idx.last_report = idx.add(paths, sync=sync, progress=progress)
+        return idx
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str] = "index", *,
+             embedder: Embedder | None = None) -> Index:
+        """Open an existing index; raises `IndexNotFoundError` where there is none."""
+        p = Path(path)
+        if not (p / "store.sqlite").exists():
+            raise IndexNotFoundError(
+                f"no index at {p}; build one with `rag index PATH --index {p}`")
+        return cls.open(p, embedder=embedder)
+
+    @classmethod
+    def open(
+        cls, path: str | os.PathLike[str] = "index", *, embedder: Embedder | None = None,
+        chunking: ChunkSpec | None = None, kind: str = "auto",
+    ) -> Index:
+        """Open the index at `path`, creating an empty one if there is none."""
+        if kind not in KINDS:
+            raise InputError(f"unknown index kind {kind!r}; choose one of {', '.join(KINDS)}")
+        p = Path(path)
+        exists = (p / "store.sqlite").exists()
+        if not exists:
+            try:
+                p.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise IndexWriteError(f"cannot create index folder {p} ({e}); choose a writable "
+                                      "folder with --index") from e
+        writable = os.access(p, os.W_OK)
+        store = Store(p / "store.sqlite", readonly=exists and not writable)
+        meta = store.meta()
+        if not meta.get("model"):
+            if not writable:
+                raise IndexWriteError(f"{p} is read-only; choose a writable folder with --index")
+            embedder = embedder or SentenceTransformerEmbedder()
+            spec = chunking or ChunkSpec()
+            store.init_meta(embedder.name, embedder.dim, asdict(spec))
+            meta = store.meta()
+        if int(meta.get("format", FORMAT)) != FORMAT:
+            raise IndexCorruptError(
+                f"{p} has index format {meta.get('format')}, this version reads {FORMAT}; "
+                "rebuild it with `rag index PATH --index DIR --rebuild`")
+        if embedder is None:
+            embedder = SentenceTransformerEmbedder(meta["model"])
+        if embedder.name != meta["model"] or embedder.dim != int(meta["dim"]):
+            raise ModelMismatchError(
+                f"the index at {p} was built with {meta['model']} (dim {meta['dim']}), not "
+                f"{embedder.name} (dim {embedder.dim}); search it with that model, or rebuild: "
+                f"`rag index PATH --index {p} --rebuild --model {embedder.name}`")
+        if chunking is not None and asdict(chunking) != json.loads(meta["chunking"]):
+            raise InputError(
+                f"the index at {p} was built with chunking {meta['chunking']}; rebuild it "
+                "(`rag index PATH --rebuild`) to change chunk sizes")
+        manifest = _read_manifest(p)
+        return cls(p, store, embedder, meta, manifest.get("kind", kind) if manifest else kind)
+
+    # -- derived state ---------------------------------------------------------------------
+    def _current(self) -> _State:
+        """The loaded FAISS/BM25 state, reloaded if another process has written since."""
+        mtime = _mtime(self.path / "manifest.json")
+        state = self._state
+        if state is not None and (state.manifest_mtime == mtime or
+                                  state.version >= self.store.version):
+            return state
+        with self._lock:
+            if self._state is None or self._state.manifest_mtime != mtime:
+                self._state = self._load_state()
+            return self._state
+
+    def _load_state(self) -> _State:
+        manifest = _read_manifest(self.path)
+        version = self.store.version
+        mtime = _mtime(self.path / "manifest.json")
+        if manifest and manifest.get("version") == version:
+            try:
+                vec = Vectors.load(self.path / manifest["vectors"], manifest["kind"])
+                lex = Lexical.load(self.path / manifest["bm25"])
+                return _State(version, vec, lex, mtime)
+            except Exception:  # noqa: BLE001 - unreadable cache: rebuild it from the store
+                pass
+        # Derived files are missing or behind the store (a write was interrupted after its
+        # commit): rebuild them from the stored vectors, and persist if we may write.
+        state = self._rebuild_state(version)
+        try:
+            with _WriteLock(self.path, timeout=0):
+                self._persist(state)
+        except (IndexLockedError, IndexWriteError, OSError):
+            pass
+        state.manifest_mtime = _mtime(self.path / "manifest.json")
+        return state
+
+    def _rebuild_state(self, version: int) -> _State:
+        _, n = self.store.counts()
+
+        def batches() -> Iterable[tuple[np.ndarray, np.ndarray]]:
+            for ids, _, vecs in self.store.iter_live_chunks():
+                yield ids, vecs
+
+        vec = Vectors.build(self.dim, self.kind, batches(), n)
+        ids: list[np.ndarray] = []
+        texts: list[str] = []
+        for cids, ctexts, _ in self.store.iter_live_chunks():
+            ids.append(cids)
+            texts.extend(ctexts)
+        all_ids = np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64)
+        return _State(version, vec, Lexical.build(all_ids, texts), 0)
+
+    def _persist(self, state: _State) -> None:
+        """Write derived files for `state` under new names, then swap the manifest."""
+        vname, bname = f"vectors-{state.version}.faiss", f"bm25-{state.version}"
+        tmp_v, tmp_b = self.path / f".{vname}.tmp", self.path / f".{bname}.tmp"
+        try:
+            state.vectors.save(tmp_v)
+            _fsync_file(tmp_v)
+            if tmp_b.exists():
+                shutil.rmtree(tmp_b)
+            state.lexical.save(tmp_b)
+            os.replace(tmp_v, self.path / vname)
+            if (self.path / bname).exists():
+                shutil.rmtree(self.path / bname)
+            os.replace(tmp_b, self.path / bname)
+            articles, chunks = self.store.counts()
+            _write_json_atomic(self.path / "manifest.json", {
+                "format": FORMAT, "model": self.model, "dim": self.dim,
+                "chunking": asdict(self.chunking), "kind": state.vectors.kind,
+                "version": state.version, "vectors": vname, "bm25": bname,
+                "articles": articles, "chunks": chunks,
+            })
+        except OSError as e:
+            raise IndexWriteError(
+                f"could not write the index files in {self.path} ({e}); free disk space or fix "
+                "permissions and run the same command again (the previous index is intact)"
+            ) from e
+        self.kind = state.vectors.kind
+        for old in self.path.iterdir():
+            if old.name.startswith(("vectors-", "bm25-")) and old.name not in (vname, bname):
+                shutil.rmtree(old) if old.is_dir() else old.unlink(missing_ok=True)
+
+    # -- updates ---------------------------------------------------------------------------
+    def add(self, paths: Iterable[str | os.PathLike[str]], *, sync: bool = False,
+            progress: Progress = True, lock_timeout: float = 10.0) -> IndexReport:
+        """Index new and changed articles from files/folders; with `sync`, also remove
+        articles whose files are gone. Unchanged articles are not re-embedded."""
+        t0 = time.perf_counter()
+        roots = [Path(p) for p in paths]
+        for r in roots:
+            if not r.exists():
+                raise InputError(f"{r} does not exist; give a file or folder of articles")
+        with _WriteLock(self.path, timeout=lock_timeout):
+            writer = Store(self.path / "store.sqlite")
+            try:
+                return self._add_locked(writer, roots, sync, progress, t0)
+            finally:
+                writer.close()
+
+    def _add_locked(self, writer: Store, roots: list[Path], sync: bool, progress: Progress,
+                    t0: float) -> IndexReport:
+        hashes = writer.article_hashes()
+        by_hash = {h: i for i, h in hashes.items()}
+        paths_of = writer.article_paths()
+        seen: set[str] = set()
+        skipped: list[Skipped] = []
+        removals: list[str] = []
+        upserts: list[tuple[Article, Sequence[Chunk], np.ndarray]] = []
+        added = updated = unchanged = 0
+        pending: list[tuple[Article, list[Chunk]]] = []
+
+        def flush() -> None:
+            texts = [f"{a.title}\n{c.text}" for a, cs in pending for c in cs]
+            vecs = self.embedder.embed(texts) if texts else np.zeros((0, self.dim), np.float32)
+            n = 0
+            for a, cs in pending:
+                upserts.append((a, cs, vecs[n:n + len(cs)]))
+                n += len(cs)
+            pending.clear()
+
+        files = _count_files(roots)
+        bar = _progress_bar(progress, files)
+        for item in iter_articles(roots):
+            if isinstance(item, Skipped):
+                skipped.append(item)
+                bar.step(item.path)
+                continue
+            art = item
+            bar.step(art.path or art.id)
+            if art.id in seen:
+                skipped.append(Skipped(art.path or art.id, f"duplicate id {art.id!r} in this run"))
+                continue
+            seen.add(art.id)
+            if hashes.get(art.id) == art.content_hash:
+                unchanged += 1
+                continue
+            twin = by_hash.get(art.content_hash)
+            if twin is not None and twin != art.id:
+                twin_path = paths_of.get(twin)
+                if twin_path is None or Path(twin_path).exists() or twin in seen:
+                    skipped.append(Skipped(art.path or art.id, f"duplicate of {twin}"))
+                    continue
+                removals.append(twin)  # the file was renamed: re-key, don't duplicate
+            by_hash[art.content_hash] = art.id
+            if art.id in hashes:
+                updated += 1
+            else:
+                added += 1
+            chunks = chunk_article(art.id, art.text, self.chunking, self._fits(art.title))
+            pending.append((art, chunks))
+            if sum(len(cs) for _, cs in pending) >= _EMBED_BATCH:
+                flush()
+        flush()
+        bar.close()
+        if sync:
+            bad_paths = {s.path.split(":")[0] for s in skipped}
+            for aid, apath in paths_of.items():
+                if aid in seen or aid in removals or not apath:
+                    continue
+                if any(_under(apath, r) for r in roots) and apath not in bad_paths:
+                    removals.append(aid)
+        report_removed = len([r for r in removals if r not in seen])
+        if upserts or removals:
+            version, new_ids, gone_ids = writer.apply(upserts, removals)
+            self._after_write(version, np.array(new_ids, np.int64), np.array(gone_ids, np.int64))
+        articles, chunks_total = writer.counts()
+        return IndexReport(
+            added=added, updated=updated, removed=report_removed, unchanged=unchanged,
+            skipped=tuple(skipped), chunks_added=sum(len(c) for _, c, _ in upserts),
+            articles=articles, chunks=chunks_total, seconds=time.perf_counter() - t0,
+        )
+
+    def remove(self, article_ids: Sequence[str], *, lock_timeout: float = 10.0) -> int:
+        """Remove articles by id; returns how many were indexed."""
+        with _WriteLock(self.path, timeout=lock_timeout):
+            writer = Store(self.path / "store.sqlite")
+            try:
+                live = writer.article_hashes()
+                ids = [a for a in article_ids if a in live]
+                if ids:
+                    version, new_ids, gone_ids = writer.apply([], ids)
+                    self._after_write(version, np.array(new_ids, np.int64),
+                                      np.array(gone_ids, np.int64))
+                return len(ids)
+            finally:
+                writer.close()
+
+    def _after_write(self, version: int, new_ids: np.ndarray, gone_ids: np.ndarray) -> None:
+        """Bring FAISS/BM25 up to `version` (incrementally where possible) and persist."""
+        import faiss
+
+        with self._lock:
+            old = self._state
+            if old is None or old.version != version - 1:
+                old = None
+            state: _State | None = None
+            if old is not None:
+                vec = Vectors(faiss.clone_index(old.vectors.index), old.vectors.kind)
+                if old.vectors.kind == "ivf":
+                    vec.index.nprobe = old.vectors.index.nprobe
+                if vec.remove(gone_ids):
+                    vec.add(new_ids, self.store.vectors(list(new_ids), self.dim))
+                    ids: list[np.ndarray] = []
+                    texts: list[str] = []
+                    for cids, ctexts, _ in self.store.iter_live_chunks():
+                        ids.append(cids)
+                        texts.extend(ctexts)
+                    all_ids = np.concatenate(ids) if ids else np.zeros(0, np.int64)
+                    state = _State(version, vec, Lexical.build(all_ids, texts), 0)
+            if state is None:
+                state = self._rebuild_state(version)
+            self._persist(state)
+            state.manifest_mtime = _mtime(self.path / "manifest.json")
+            self._state = state
+
+    def _fits(self, title: str) -> Callable[[str], bool] | None:
+        count = getattr(self.embedder, "count_tokens", None)
+        limit = getattr(self.embedder, "max_tokens", None)
+        if count is None or limit is None:
+            return None
+        return lambda text: bool(count(f"{title}\n{text}") <= limit)
+
+    # -- reading ---------------------------------------------------------------------------
+    def search(
+        self, query: str, k: int = 5, *, published_after: str | None = None,
+        published_before: str | None = None, sources: Sequence[str] | None = None,
+        mode: str = "hybrid",
+    ) -> list[Hit]:
+        """The `k` passages that best match `query`, best first."""
+        if mode not in MODES:
+            raise InputError(f"unknown search mode {mode!r}; choose one of {', '.join(MODES)}")
+        query = (query or "").strip()
+        if not query:
+            raise InputError("the question is empty; type a question")
+        if k < 1:
+            raise InputError("k must be at least 1")
+        state = self._current()
+        allowed = None
+        if published_after or published_before or sources:
+            allowed = self.store.filter_ids(published_after, published_before, sources)
+            if not len(allowed):
+                return []
+        qvec = self.embedder.embed([query[:4000]])[0]
+        return search(query[:4000], qvec, vectors=state.vectors, lexical=state.lexical,
+                      store=self.store, dim=self.dim, k=k, mode=mode, allowed=allowed,
+                      fusion=self.fusion)
+
+    def articles(self) -> list[ArticleInfo]:
+        """Indexed articles, newest first."""
+        return self.store.articles()
+
+    def article(self, article_id: str) -> Article:
+        art = self.store.article(article_id)
+        if art is None:
+            raise InputError(f"no article {article_id!r} in the index; see `rag stats`")
+        return art
+
+    def stats(self) -> IndexStats:
+        articles, chunks = self.store.counts()
+        state = self._current()
+        size = sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+        return IndexStats(str(self.path), articles, chunks, self.model, self.dim,
+                          state.vectors.kind, state.version, asdict(self.chunking), size)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+# -- helpers ---------------------------------------------------------------------------------
+class _WriteLock:
+    """An exclusive lock on the index folder; a second writer waits, then fails clearly."""
+
+    def __init__(self, path: Path, timeout: float) -> None:
+        from filelock import FileLock
+
+        self.lock = FileLock(str(path / ".write.lock"))
+        self.path = path
+        self.timeout = timeout
+
+    def __enter__(self) -> _WriteLock:
+        from filelock import Timeout
+
+        try:
+            self.lock.acquire(timeout=self.timeout)
+        except Timeout as e:
+            raise IndexLockedError(
+                f"another process is writing to the index at {self.path}; wait for it to "
+                "finish and run the command again") from e
+        except OSError as e:
+            raise IndexWriteError(f"cannot lock {self.path} ({e}); the index folder must be "
+                                  "writable to update it") from e
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.lock.release()
+
+
+def _read_manifest(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads((path / "manifest.json").read_text())
+        return data if isinstance(data, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def _mtime(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return 0
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def _under(path: str, root: Path) -> bool:
+    try:
+        Path(path).resolve().relative_to(root.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def _count_files(roots: Sequence[Path]) -> int:
+    n = 0
+    for r in roots:
+        if r.is_file():
+            n += 1
+        else:
+            n += sum(1 for f in r.rglob("*") if f.is_file() and not any(
+                part.startswith(".") for part in f.relative_to(r).parts))
+    return n
+
+
+class _progress_bar:
+    """tqdm on the terminal, a callback for UIs, or nothing."""
+
+    def __init__(self, progress: Progress, total: int) -> None:
+        self.total, self.done, self.last = total, 0, ""
+        self.bar: Any = None
+        self.callback = progress if callable(progress) else None
+        if progress is True:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="file", desc="indexing", leave=False)
+
+    def step(self, name: str) -> None:
+        if name == self.last:  # several articles from one JSONL file
+            return
+        self.last = name
+        self.done += 1
+        if self.bar is not None:
+            self.bar.update(1)
+        if self.callback is not None:
+            self.callback(min(self.done, self.total), self.total, name)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+__all__ = ["Index", "IndexReport", "IndexStats", "DEFAULT_MODEL"]

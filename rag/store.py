@@ -1,0 +1,266 @@
+"""The SQLite store: articles, chunks and their vectors, the index's source of truth.
+
+Every change is one SQLite transaction that also bumps `version`, so a process
+killed mid-write leaves the previous state. FAISS and BM25 files are caches
+derived from this store and tagged with the version they were built from.
+Removed rows are tombstoned (`deleted` = the version that removed them) and purged
+one write later, so a reader still on the previous version can finish its search.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .articles import Article
+from .chunking import Chunk
+from .errors import IndexCorruptError, IndexWriteError
+
+FORMAT = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS articles (
+    id TEXT PRIMARY KEY, title TEXT NOT NULL, text TEXT NOT NULL, published TEXT,
+    source TEXT, url TEXT, path TEXT, author TEXT, content_hash TEXT NOT NULL,
+    deleted INTEGER
+);
+CREATE INDEX IF NOT EXISTS articles_hash ON articles(content_hash);
+CREATE INDEX IF NOT EXISTS articles_path ON articles(path);
+CREATE TABLE IF NOT EXISTS chunks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, article_id TEXT NOT NULL, ord INTEGER NOT NULL,
+    start INTEGER NOT NULL, "end" INTEGER NOT NULL, text TEXT NOT NULL,
+    vector BLOB NOT NULL, deleted INTEGER
+);
+CREATE INDEX IF NOT EXISTS chunks_article ON chunks(article_id);
+"""
+
+
+@dataclass(frozen=True)
+class ArticleInfo:
+    """An indexed article's metadata, for listings."""
+
+    id: str
+    title: str
+    published: str | None
+    source: str | None
+    url: str | None
+    path: str | None
+    content_hash: str
+    chunks: int
+
+
+@dataclass(frozen=True)
+class StoredChunk:
+    """A chunk row joined with its article's metadata."""
+
+    id: int
+    article_id: str
+    start: int
+    end: int
+    text: str
+    title: str
+    published: str | None
+    source: str | None
+    url: str | None
+    path: str | None
+
+
+class Store:
+    """A connection to `store.sqlite`. One writer at a time (the index holds a file lock)."""
+
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        self.path = path
+        try:
+            if readonly:
+                uri = f"file:{path}?mode=ro"
+                self.db = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=30)
+            else:
+                self.db = sqlite3.connect(path, check_same_thread=False, timeout=30)
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=FULL")
+                self.db.executescript(_SCHEMA)
+            self.db.execute("SELECT count(*) FROM meta").fetchone()
+        except sqlite3.DatabaseError as e:
+            raise IndexCorruptError(
+                f"cannot read {path} ({e}); move the index folder away and rebuild it "
+                "with `rag index PATH --index DIR`"
+            ) from e
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- metadata -------------------------------------------------------------------------
+    def meta(self) -> dict[str, str]:
+        return dict(self.db.execute("SELECT key, value FROM meta").fetchall())
+
+    @property
+    def version(self) -> int:
+        row = self.db.execute("SELECT value FROM meta WHERE key='version'").fetchone()
+        return int(row[0]) if row else 0
+
+    def init_meta(self, model: str, dim: int, chunking: dict[str, int]) -> None:
+        with self._write():
+            for key, value in (
+                ("format", str(FORMAT)), ("model", model), ("dim", str(dim)),
+                ("chunking", json.dumps(chunking, sort_keys=True)), ("version", "0"),
+            ):
+                self.db.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (key, value))
+
+    # -- reads ----------------------------------------------------------------------------
+    def article_hashes(self) -> dict[str, str]:
+        """Live article id -> content hash."""
+        rows = self.db.execute("SELECT id, content_hash FROM articles WHERE deleted IS NULL")
+        return dict(rows.fetchall())
+
+    def article_paths(self) -> dict[str, str | None]:
+        rows = self.db.execute("SELECT id, path FROM articles WHERE deleted IS NULL")
+        return dict(rows.fetchall())
+
+    def article(self, article_id: str) -> Article | None:
+        row = self.db.execute(
+            "SELECT id, title, text, published, source, url, path, author, content_hash "
+            "FROM articles WHERE id=?", (article_id,)
+        ).fetchone()
+        return Article(*row) if row else None
+
+    def articles(self) -> list[ArticleInfo]:
+        rows = self.db.execute(
+            "SELECT a.id, a.title, a.published, a.source, a.url, a.path, a.content_hash, "
+            "(SELECT count(*) FROM chunks c WHERE c.article_id=a.id AND c.deleted IS NULL) "
+            "FROM articles a WHERE a.deleted IS NULL ORDER BY a.published DESC, a.title"
+        )
+        return [ArticleInfo(*r) for r in rows.fetchall()]
+
+    def counts(self) -> tuple[int, int]:
+        a = self.db.execute("SELECT count(*) FROM articles WHERE deleted IS NULL").fetchone()[0]
+        c = self.db.execute("SELECT count(*) FROM chunks WHERE deleted IS NULL").fetchone()[0]
+        return int(a), int(c)
+
+    def chunks(self, ids: Sequence[int]) -> dict[int, StoredChunk]:
+        """Chunks by id (tombstoned ones included: a reader may be one version behind)."""
+        out: dict[int, StoredChunk] = {}
+        for i in range(0, len(ids), 500):
+            part = [int(x) for x in ids[i:i + 500]]
+            marks = ",".join("?" * len(part))
+            rows = self.db.execute(
+                "SELECT c.id, c.article_id, c.start, c.\"end\", c.text, a.title, a.published, "
+                "a.source, a.url, a.path FROM chunks c JOIN articles a ON a.id=c.article_id "
+                f"WHERE c.id IN ({marks})", part,
+            )
+            for r in rows.fetchall():
+                out[r[0]] = StoredChunk(*r)
+        return out
+
+    def vectors(self, ids: Sequence[int], dim: int) -> np.ndarray:
+        """Stored vectors for chunk ids, in the order given."""
+        got: dict[int, bytes] = {}
+        for i in range(0, len(ids), 500):
+            part = [int(x) for x in ids[i:i + 500]]
+            marks = ",".join("?" * len(part))
+            got.update(self.db.execute(
+                f"SELECT id, vector FROM chunks WHERE id IN ({marks})", part).fetchall())
+        out = np.zeros((len(ids), dim), dtype=np.float32)
+        for n, cid in enumerate(ids):
+            if int(cid) in got:
+                out[n] = np.frombuffer(got[int(cid)], dtype=np.float32)
+        return out
+
+    def iter_live_chunks(self, batch: int = 10_000) -> Iterator[tuple[np.ndarray, list[str], np.ndarray]]:
+        """(ids, title+text for BM25, vectors) of live chunks in id order, in batches."""
+        last = -1
+        while True:
+            rows = self.db.execute(
+                "SELECT c.id, a.title, c.text, c.vector FROM chunks c JOIN articles a "
+                "ON a.id=c.article_id WHERE c.deleted IS NULL AND c.id>? ORDER BY c.id LIMIT ?",
+                (last, batch),
+            ).fetchall()
+            if not rows:
+                return
+            ids = np.array([r[0] for r in rows], dtype=np.int64)
+            texts = [f"{r[1]}\n{r[2]}" for r in rows]
+            vecs = np.stack([np.frombuffer(r[3], dtype=np.float32) for r in rows])
+            last = int(ids[-1])
+            yield ids, texts, vecs
+
+    def filter_ids(
+        self, after: str | None, before: str | None, sources: Sequence[str] | None
+    ) -> np.ndarray:
+        """Ids of live chunks whose article matches a date range / source filter."""
+        where, args = ["c.deleted IS NULL"], []
+        if after:
+            where.append("a.published >= ?")
+            args.append(after)
+        if before:
+            # Dates compare as ISO strings; "2024-11-26" must include that whole day.
+            where.append("substr(a.published, 1, ?) <= ?")
+            args.extend([len(before), before])
+        if sources:
+            where.append(f"lower(a.source) IN ({','.join('?' * len(sources))})")
+            args.extend(s.lower() for s in sources)
+        rows = self.db.execute(
+            "SELECT c.id FROM chunks c JOIN articles a ON a.id=c.article_id WHERE "
+            + " AND ".join(where), args,
+        ).fetchall()
+        return np.array([r[0] for r in rows], dtype=np.int64)
+
+    # -- writes ---------------------------------------------------------------------------
+    def _write(self) -> sqlite3.Connection:
+        return self.db
+
+    def apply(
+        self,
+        upserts: Iterable[tuple[Article, Sequence[Chunk], np.ndarray]],
+        removals: Iterable[str],
+    ) -> tuple[int, list[int], list[int]]:
+        """One transaction: replace/insert articles with their chunks, tombstone removals.
+
+        Returns (new version, ids of added chunks, ids of tombstoned chunks).
+        """
+        try:
+            with self.db:
+                version = self.version + 1
+                # Purge what earlier writes tombstoned: readers have had a version to move on.
+                self.db.execute("DELETE FROM chunks WHERE deleted IS NOT NULL AND deleted < ?",
+                                (version,))
+                self.db.execute("DELETE FROM articles WHERE deleted IS NOT NULL AND deleted < ?",
+                                (version,))
+                gone: list[int] = []
+                added: list[int] = []
+                for article_id in removals:
+                    gone += self._tombstone_chunks(article_id, version)
+                    self.db.execute("UPDATE articles SET deleted=? WHERE id=?", (version, article_id))
+                for art, chunks, vecs in upserts:
+                    gone += self._tombstone_chunks(art.id, version)
+                    self.db.execute(
+                        "INSERT OR REPLACE INTO articles VALUES (?,?,?,?,?,?,?,?,?,NULL)",
+                        (art.id, art.title, art.text, art.published, art.source, art.url,
+                         art.path, art.author, art.content_hash),
+                    )
+                    for ch, vec in zip(chunks, vecs):
+                        cur = self.db.execute(
+                            "INSERT INTO chunks (article_id, ord, start, \"end\", text, vector) "
+                            "VALUES (?,?,?,?,?,?)",
+                            (art.id, ch.ord, ch.start, ch.end, ch.text,
+                             np.ascontiguousarray(vec, dtype=np.float32).tobytes()),
+                        )
+                        added.append(int(cur.lastrowid or 0))
+                self.db.execute("UPDATE meta SET value=? WHERE key='version'", (str(version),))
+        except sqlite3.OperationalError as e:
+            raise IndexWriteError(
+                f"could not write {self.path} ({e}); free disk space or make the folder "
+                "writable, then run the same command again (the previous index is intact)"
+            ) from e
+        return version, added, gone
+
+    def _tombstone_chunks(self, article_id: str, version: int) -> list[int]:
+        ids = [r[0] for r in self.db.execute(
+            "SELECT id FROM chunks WHERE article_id=? AND deleted IS NULL", (article_id,))]
+        self.db.execute("UPDATE chunks SET deleted=? WHERE article_id=? AND deleted IS NULL",
+                        (version, article_id))
+        return ids
