@@ -1,0 +1,318 @@
+"""The `rag` command: a thin shell over the library. Flags and environment are read here."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from .errors import RagError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def safe(text: str) -> str:
+    """Article text with terminal control sequences removed (articles are untrusted).
+
+    >>> safe("ok\\x1b[31mred")
+    'ok[31mred'
+    """
+    return _CONTROL.sub("", text)
+
+
+def _default_index() -> str:
+    return os.environ.get("RAG_INDEX", "index")
+
+
+def _embedder(args: argparse.Namespace) -> Any:
+    from .embedding import DEFAULT_MODEL, SentenceTransformerEmbedder
+
+    threads = getattr(args, "threads", None) or os.environ.get("RAG_THREADS")
+    bf16_env = os.environ.get("RAG_BF16", "").lower()
+    bf16 = False if getattr(args, "no_bf16", False) or bf16_env in ("0", "false", "no") else None
+    model = getattr(args, "model", None) or os.environ.get("RAG_MODEL") or DEFAULT_MODEL
+    return SentenceTransformerEmbedder(model, threads=int(threads) if threads else None, bf16=bf16)
+
+
+def _open_index(args: argparse.Namespace) -> Any:
+    from .index import Index
+
+    idx = Index.load(args.index, embedder=_embedder(args) if getattr(args, "model", None) else None)
+    if getattr(args, "threads", None) or os.environ.get("RAG_THREADS") or os.environ.get("RAG_BF16"):
+        # Same model as the index, with the requested runtime settings.
+        from .embedding import SentenceTransformerEmbedder
+
+        e = _embedder(args)
+        idx.embedder = SentenceTransformerEmbedder(idx.model, threads=e.threads, bf16=e.bf16)
+    return idx
+
+
+def _llm(args: argparse.Namespace) -> Any:
+    from .llm import OpenAICompatible
+
+    env = dict(os.environ)
+    for flag, key in (("llm_url", "RAG_LLM_BASE_URL"), ("llm_model", "RAG_LLM_MODEL")):
+        if getattr(args, flag, None):
+            env[key] = getattr(args, flag)
+    return OpenAICompatible.from_env(env)
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from .chunking import ChunkSpec
+    from .index import Index
+
+    spec = None
+    if args.chunk_tokens or args.overlap is not None:
+        spec = ChunkSpec(max_tokens=args.chunk_tokens or ChunkSpec().max_tokens,
+                         overlap_tokens=ChunkSpec().overlap_tokens if args.overlap is None
+                         else args.overlap)
+    target = Path(args.index)
+    build_at = target
+    if args.rebuild and (target / "store.sqlite").exists():
+        build_at = target.with_name(target.name + ".rebuild")
+        shutil.rmtree(build_at, ignore_errors=True)
+    idx = Index.open(build_at, embedder=_embedder(args), chunking=spec, kind=args.kind)
+    report = idx.add(args.paths, sync=args.sync, progress=not args.quiet)
+    idx.close()
+    if build_at != target:
+        old = target.with_name(target.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+        os.replace(build_at, target)
+        shutil.rmtree(old, ignore_errors=True)
+    for s in report.skipped:
+        print(f"skipped {safe(s.path)}: {safe(s.reason)}", file=sys.stderr)
+    print(f"{report.added} added, {report.updated} updated, {report.removed} removed, "
+          f"{report.unchanged} unchanged, {len(report.skipped)} skipped; "
+          f"{report.chunks_added} chunks embedded; index holds {report.articles} articles, "
+          f"{report.chunks} chunks ({report.seconds:.1f} s)")
+    return EXIT_PARTIAL if report.skipped else EXIT_OK
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    idx = _open_index(args)
+    hits = idx.search(args.query, k=args.k, published_after=args.after,
+                      published_before=args.before, sources=args.source, mode=args.mode)
+    if args.json:
+        keys = ("rank", "score", "article_id", "title", "published", "source", "url", "path",
+                "chunk_id", "text", "start", "end", "dense", "lexical")
+        print(json.dumps([{k: asdict(h)[k] for k in keys} for h in hits], ensure_ascii=False,
+                         indent=2))
+        return EXIT_OK
+    if not hits:
+        print("no passages found")
+    for h in hits:
+        print(f"[{h.rank}] {safe(h.title)} ({h.published or 'undated'}) score {h.score:.4f}")
+        print("    " + safe(" ".join(h.text.split()))[:400])
+    return EXIT_OK
+
+
+def _print_answer(ans: Any) -> None:
+    from .dates import display_date
+
+    print(safe(ans.text))
+    for note in ans.notes:
+        print(f"note: {safe(note)}", file=sys.stderr)
+    if ans.citations:
+        print("\nSources:")
+        for c in ans.citations:
+            when = display_date(c.published)
+            where = c.url or c.path or c.article_id
+            print(f"[{c.n}] {safe(c.title)}{f', as of {when}' if when else ''} ({safe(where)})")
+            print(f"    \u201c{safe(c.quote)}\u201d (chars {c.start}-{c.end})")
+    for d in ans.dropped:
+        print(f"dropped (not supported by its source): {safe(d)}", file=sys.stderr)
+
+
+def _answer_json(ans: Any) -> dict[str, Any]:
+    ckeys = ("n", "article_id", "title", "published", "source", "url", "path", "quote",
+             "start", "end")
+    return {
+        "answer": ans.text, "abstained": ans.abstained,
+        "citations": [{k: asdict(c)[k] for k in ckeys} for c in ans.citations],
+        "hits": [asdict(h) for h in ans.hits], "mode": ans.mode, "confidence": ans.confidence,
+        "dropped": list(ans.dropped), "notes": list(ans.notes),
+    }
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from .answer import answer
+
+    idx = _open_index(args)
+    llm = _llm(args)
+    mode = args.mode or ("llm" if llm else "extractive")
+    ans = answer(args.question, idx, k=args.k, mode=mode, llm=llm,
+                 published_after=args.after, published_before=args.before, sources=args.source)
+    if args.json:
+        print(json.dumps(_answer_json(ans), ensure_ascii=False, indent=2))
+    else:
+        _print_answer(ans)
+    return EXIT_OK
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from .answer import answer
+
+    idx = _open_index(args)
+    llm = _llm(args)
+    mode = args.mode or ("llm" if llm else "extractive")
+    history: list[tuple[str, str]] = []
+    print("Ask about the articles (empty line or Ctrl-D to quit).")
+    while True:
+        try:
+            q = input("> ").strip()
+        except EOFError:
+            break
+        if not q:
+            break
+        try:
+            ans = answer(q, idx, history=history, k=args.k, mode=mode, llm=llm)
+        except RagError as e:
+            print(f"error: {e}")
+            continue
+        _print_answer(ans)
+        history.append((q, ans.text))
+    return EXIT_OK
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from .index import Index
+
+    s = Index.load(args.index).stats()
+    if args.json:
+        print(json.dumps(asdict(s), indent=2))
+    else:
+        print(f"{s.articles} articles, {s.chunks} chunks in {s.path} ({s.bytes_on_disk / 1e6:.1f} MB)"
+              f"\nmodel {s.model} (dim {s.dim}), {s.kind} index, version {s.version}, "
+              f"chunks of {s.chunking['max_tokens']} tokens with {s.chunking['overlap_tokens']} overlap")
+    return EXIT_OK
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluate import main as eval_main
+
+    return int(eval_main(args))
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import main as bench_main
+
+    return int(bench_main(args))
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .ui import serve
+
+    serve(host=args.host, port=args.port, index=args.index, corpus=args.corpus,
+          allow_remote=args.allow_remote)
+    return EXIT_OK
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rag", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--index", default=_default_index(), help="index folder (default: index/)")
+        sp.add_argument("--threads", type=int, help="torch threads (default: all cores)")
+        sp.add_argument("--no-bf16", action="store_true", help="embed in fp32 even if bf16 is fast")
+
+    def filters(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--after", help="only articles published on/after this date (YYYY-MM-DD)")
+        sp.add_argument("--before", help="only articles published on/before this date")
+        sp.add_argument("--source", action="append", help="only this source (repeatable)")
+
+    sp = sub.add_parser("index", help="build or update an index from files/folders")
+    sp.add_argument("paths", nargs="+")
+    common(sp)
+    sp.add_argument("--sync", action="store_true", help="also remove articles whose files are gone")
+    sp.add_argument("--rebuild", action="store_true", help="build from scratch (e.g. new model)")
+    sp.add_argument("--model", help="sentence-transformers model: local path or packaged name")
+    sp.add_argument("--chunk-tokens", type=int, help="max tokens per chunk (default 160)")
+    sp.add_argument("--overlap", type=int, help="overlap tokens between chunks (default 40)")
+    sp.add_argument("--kind", default="auto", choices=["auto", "flat", "ivf", "hnsw"])
+    sp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    sp.set_defaults(func=cmd_index)
+
+    sp = sub.add_parser("search", help="print the passages that best match a query")
+    sp.add_argument("query")
+    common(sp)
+    filters(sp)
+    sp.add_argument("-k", type=int, default=5)
+    sp.add_argument("--mode", default="hybrid", choices=["hybrid", "dense", "lexical"])
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_search)
+
+    for name, func, help_ in (("ask", cmd_ask, "answer a question with citations"),
+                              ("chat", cmd_chat, "a conversation in the terminal")):
+        sp = sub.add_parser(name, help=help_)
+        if name == "ask":
+            sp.add_argument("question")
+            sp.add_argument("--json", action="store_true")
+        common(sp)
+        filters(sp)
+        sp.add_argument("-k", type=int, default=5)
+        sp.add_argument("--mode", choices=["extractive", "llm"],
+                        help="default: llm when RAG_LLM_BASE_URL is set, else extractive")
+        sp.add_argument("--llm-url", help="OpenAI-compatible base URL (or RAG_LLM_BASE_URL)")
+        sp.add_argument("--llm-model", help="model name at that endpoint (or RAG_LLM_MODEL)")
+        sp.set_defaults(func=func)
+
+    sp = sub.add_parser("stats", help="what the index holds")
+    common(sp)
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_stats)
+
+    sp = sub.add_parser("eval", help="evaluate against gold Q&A pairs")
+    sp.add_argument("gold")
+    sp.add_argument("--corpus", required=True, help="folder or JSONL of the articles")
+    common(sp)
+    sp.add_argument("-k", type=int, default=5)
+    sp.add_argument("--json", dest="json_out", help="write the metrics JSON here")
+    sp.add_argument("--report", help="write a Markdown report with plots into this folder")
+    sp.set_defaults(func=cmd_eval)
+
+    sp = sub.add_parser("bench", help="public benchmarks (BEIR, SQuAD 2.0)")
+    sp.add_argument("suite", choices=["beir", "squad"])
+    sp.add_argument("data", help="BEIR folder or SQuAD qa.jsonl")
+    sp.add_argument("--index", help="index folder (default: a temporary folder)")
+    sp.add_argument("--json", dest="json_out", help="write the figures JSON here")
+    sp.add_argument("--report", help="write a Markdown report with plots into this folder")
+    sp.add_argument("--mode", default="hybrid", choices=["hybrid", "dense", "lexical"])
+    sp.add_argument("--threads", type=int)
+    sp.set_defaults(func=cmd_bench)
+
+    sp = sub.add_parser("serve", help="the chat in the browser (Gradio)")
+    sp.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    sp.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    sp.add_argument("--index", default=_default_index())
+    sp.add_argument("--corpus", default="seeds", help="articles indexed on first start")
+    sp.add_argument("--allow-remote", action="store_true",
+                    help="allow binding a non-local address without auth (anyone on the "
+                         "network can read and change your index)")
+    sp.set_defaults(func=cmd_serve)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except RagError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
