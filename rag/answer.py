@@ -23,8 +23,10 @@ if TYPE_CHECKING:
 
 # Below this confidence the extractive answerer abstains. Chosen on the gold sets
 # (eval/gold/seeds.jsonl and SQuAD 2.0 dev, 258 unanswerable of 500): see eval/README.md.
-ABSTAIN_BELOW = 0.45
+ABSTAIN_BELOW = 0.40
 MISSING_NAME_PENALTY = 0.2
+REPEAT_PENALTY = 0.1  # a follow-up rarely wants the sentence it was just given
+CONTEXT_WEIGHT = 0.3
 MAX_QUESTION_CHARS = 2000
 NOT_IN_ARTICLES = "Not in the articles: none of the indexed articles answers this."
 
@@ -92,11 +94,11 @@ def answer_stream(
             if not fallback:
                 raise
             note = f"{e} (showing the extractive answer instead)"
-            final = extract_answer(question, hits, index)
+            final = extract_answer(question, hits, index, history=history)
             yield final.text
             yield replace(final, notes=(note,))
             return
-    final = extract_answer(question, hits, index)
+    final = extract_answer(question, hits, index, history=history)
     yield final.text
     yield final
 
@@ -133,9 +135,25 @@ def retrieve(question: str, index: Index, *, history: Sequence[Turn] = (), k: in
     return hits
 
 
-def extract_answer(question: str, hits: Sequence[Hit], index: Index) -> Answer:
-    """The extractive answer from `hits`, or an abstention when the evidence is weak."""
+def extract_answer(question: str, hits: Sequence[Hit], index: Index,
+                   history: Sequence[Turn] = ()) -> Answer:
+    """The extractive answer from `hits`, or an abstention when the evidence is weak.
+
+    A follow-up is scored both as asked and with its conversational context, and each
+    sentence keeps the better score ("he" in the question means the diplomat of the
+    previous turn)."""
     scored = score_sentences(question, hits, index.embedder)
+    # A follow-up is scored mostly as asked, partly against the previous question (which
+    # says who "he" is), never against the previous answer (that would repeat it).
+    if history and scored and contextual_query(question, history) != question:
+        prev_q, said = history[-1]
+        ctx = {(s.hit.article_id, s.start): s.score
+               for s in score_sentences(prev_q, hits, index.embedder)}
+        scored = sorted(
+            (replace(s, score=(1 - CONTEXT_WEIGHT) * s.score
+                     + CONTEXT_WEIGHT * ctx.get((s.hit.article_id, s.start), 0.0)
+                     - REPEAT_PENALTY * (s.text in said))
+             for s in scored), key=lambda s: -s.score)
     if not scored:
         return _abstain(question, hits, 0.0)
     confidence = scored[0].score - MISSING_NAME_PENALTY * len(missing_names(question, hits))

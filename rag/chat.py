@@ -10,7 +10,7 @@ Turn = tuple[str, str]  # (user question, assistant answer)
 _FOLLOW_UP = re.compile(
     r"\b(he|she|it|they|him|her|his|hers|its|their|them|this|that|these|those|there|"
     r"the same|the latter|the former|former|latter)\b|^(and|also|what about|how about|why|"
-    r"when|where)\b", re.I)
+    r"when|where)\b", re.IGNORECASE)
 _MARKER = re.compile(r"\s*\[\d+\]")
 
 
@@ -24,7 +24,8 @@ def is_follow_up(question: str) -> bool:
     return bool(_FOLLOW_UP.search(question)) or len(words) <= 3
 
 
-def contextual_query(question: str, history: Sequence[Turn] = ()) -> str:
+def contextual_query(question: str, history: Sequence[Turn] = (), *,
+                     with_answer: bool = True) -> str:
     """The search query for `question` given earlier turns (most recent last).
 
     A follow-up is expanded with the previous question and the start of its answer, so
@@ -38,6 +39,8 @@ def contextual_query(question: str, history: Sequence[Turn] = ()) -> str:
     if not history or not is_follow_up(question):
         return question
     prev_q, prev_a = history[-1]
+    if not with_answer:
+        return f"{question} {prev_q.strip()}"
     prev_a = _MARKER.sub("", prev_a or "")
     prev_a = re.sub(r"\s+", " ", prev_a).strip()
     if prev_a.lower().startswith("not in the articles"):

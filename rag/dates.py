@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-_LATEST = re.compile(r"\b(latest|most recent|newest|recently|last|current(ly)?|now|today)\b", re.I)
+_LATEST = re.compile(r"\b(latest|most recent|newest|recently|last|current(ly)?|now|today)\b", re.IGNORECASE)
 _YEAR = re.compile(r"\b(?:in|during|of|since)\s+((?:19|20)\d\d)\b")
 
 

@@ -104,7 +104,7 @@ class SentenceTransformerEmbedder:
         path = _resolve(self.name)
         try:
             return SentenceTransformer(path, device="cpu")
-        except Exception as e:  # noqa: BLE001 - any load failure gets one clear message
+        except Exception as e:
             raise InputError(
                 f"cannot load embedding model {self.name!r} ({type(e).__name__}); give a local "
                 "model folder or an installed package's model (nothing is downloaded at run time)"

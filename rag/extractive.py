@@ -34,12 +34,12 @@ _QWORDS = {"what", "which", "who", "whom", "whose", "when", "where", "why", "how
 _NUMBER_WORDS = ("one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|dozen|dozens|"
                  "twenty|thirty|forty|fifty|hundred|hundreds|thousand|thousands|million|"
                  "millions|billion|half|several")
-_NUMBER = re.compile(rf"\d|\b({_NUMBER_WORDS})\b", re.I)
+_NUMBER = re.compile(rf"\d|\b({_NUMBER_WORDS})\b", re.IGNORECASE)
 _MONTHS = ("january|february|march|april|may|june|july|august|september|october|november|"
            "december|jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec")
 _DATE = re.compile(rf"\b({_MONTHS})\b|\b(1[89]|20)\d\d\b|\b(monday|tuesday|wednesday|thursday|"
                    r"friday|saturday|sunday|yesterday|today|last week|last month|last year|"
-                   r"ago|since|until)\b", re.I)
+                   r"ago|since|until)\b", re.IGNORECASE)
 _NAME = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]+(?:\s+[A-Z][a-z]+)*")
 
 

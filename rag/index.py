@@ -31,9 +31,14 @@ from .articles import Article, Skipped, iter_articles
 from .chunking import Chunk, ChunkSpec, chunk_article
 from .embedding import DEFAULT_MODEL, Embedder, SentenceTransformerEmbedder
 from .errors import (
-    IndexCorruptError, IndexLockedError, IndexNotFoundError, IndexWriteError, InputError,
+    IndexCorruptError,
+    IndexLockedError,
+    IndexNotFoundError,
+    IndexWriteError,
+    InputError,
     ModelMismatchError,
 )
+from .faults import checkpoint
 from .hits import Hit
 from .lexical import Lexical
 from .search import MODES, Fusion, search
@@ -225,9 +230,11 @@ class Index:
         try:
             state.vectors.save(tmp_v)
             _fsync_file(tmp_v)
+            checkpoint("faiss_write")
             if tmp_b.exists():
                 shutil.rmtree(tmp_b)
             state.lexical.save(tmp_b)
+            checkpoint("bm25_write")
             os.replace(tmp_v, self.path / vname)
             if (self.path / bname).exists():
                 shutil.rmtree(self.path / bname)
@@ -281,6 +288,7 @@ class Index:
         def flush() -> None:
             texts = [f"{a.title}\n{c.text}" for a, cs in pending for c in cs]
             vecs = self.embedder.embed(texts) if texts else np.zeros((0, self.dim), np.float32)
+            checkpoint("embedding")
             n = 0
             for a, cs in pending:
                 upserts.append((a, cs, vecs[n:n + len(cs)]))
@@ -460,7 +468,7 @@ class _WriteLock:
                                   "writable to update it") from e
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.lock.release()
 
 
@@ -493,6 +501,7 @@ def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
         json.dump(data, f, indent=2, sort_keys=True)
         f.flush()
         os.fsync(f.fileno())
+    checkpoint("manifest_swap")
     os.replace(tmp, path)
     dfd = os.open(path.parent, os.O_RDONLY)
     try:
@@ -547,4 +556,4 @@ class _progress_bar:
             self.bar.close()
 
 
-__all__ = ["Index", "IndexReport", "IndexStats", "DEFAULT_MODEL"]
+__all__ = ["DEFAULT_MODEL", "Index", "IndexReport", "IndexStats"]

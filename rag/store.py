@@ -20,6 +20,7 @@ import numpy as np
 from .articles import Article
 from .chunking import Chunk
 from .errors import IndexCorruptError, IndexWriteError
+from .faults import checkpoint
 
 FORMAT = 1
 
@@ -78,14 +79,23 @@ class Store:
         self.path = path
         try:
             if readonly:
-                uri = f"file:{path}?mode=ro"
-                self.db = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=30)
+                self.db = _connect_readonly(path)
             else:
                 self.db = sqlite3.connect(path, check_same_thread=False, timeout=30)
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=FULL")
                 self.db.executescript(_SCHEMA)
             self.db.execute("SELECT count(*) FROM meta").fetchone()
+        except sqlite3.OperationalError as e:
+            # Read-only, full or locked: the file is fine, so never suggest rebuilding it.
+            if readonly:
+                raise IndexCorruptError(
+                    f"cannot read {path} ({e}); check that the index folder and its files "
+                    "are readable") from e
+            raise IndexWriteError(
+                f"cannot open {path} for writing ({e}); make the index folder writable and "
+                "free disk space, or choose another folder with --index (the index is intact)"
+            ) from e
         except sqlite3.DatabaseError as e:
             raise IndexCorruptError(
                 f"cannot read {path} ({e}); move the index folder away and rebuild it "
@@ -251,6 +261,7 @@ class Store:
                         )
                         added.append(int(cur.lastrowid or 0))
                 self.db.execute("UPDATE meta SET value=? WHERE key='version'", (str(version),))
+                checkpoint("store_write")
         except sqlite3.OperationalError as e:
             raise IndexWriteError(
                 f"could not write {self.path} ({e}); free disk space or make the folder "
@@ -264,3 +275,22 @@ class Store:
         self.db.execute("UPDATE chunks SET deleted=? WHERE article_id=? AND deleted IS NULL",
                         (version, article_id))
         return ids
+
+
+def _connect_readonly(path: Path) -> sqlite3.Connection:
+    """A read-only connection, also for a WAL database in a folder we cannot write.
+
+    `mode=ro` still needs the WAL's `-shm` file; when the last writer closed cleanly that
+    file is gone and a read-only folder cannot recreate it. Then open the file as
+    immutable: nothing can change it through a read-only folder anyway.
+    """
+    from urllib.parse import quote
+
+    uri = f"file:{quote(str(path.absolute()))}"
+    db = sqlite3.connect(f"{uri}?mode=ro", uri=True, check_same_thread=False, timeout=30)
+    try:
+        db.execute("SELECT count(*) FROM meta").fetchone()
+        return db
+    except sqlite3.OperationalError:
+        db.close()
+    return sqlite3.connect(f"{uri}?immutable=1", uri=True, check_same_thread=False, timeout=30)

@@ -135,7 +135,11 @@ class Vectors:
     def save(self, path: Path) -> None:
         import faiss
 
-        faiss.write_index(self.index, str(path))
+        try:
+            faiss.write_index(self.index, str(path))
+        except RuntimeError as e:  # FAISS reports I/O failures (disk full, ...) this way
+            raise OSError(f"FAISS could not write {path.name}: {str(e).rsplit('Error: ', 1)[-1]}"
+                          ) from e
 
     @classmethod
     def load(cls, path: Path, kind: str) -> Vectors:

@@ -1,0 +1,31 @@
+import json
+import subprocess
+import sys
+
+import rag
+
+
+def test_public_surface_is_what_we_mean():
+    assert rag.__all__ == sorted([
+        "Answer", "Article", "ChunkSpec", "Citation", "Embedder", "Hit", "Index", "IndexReport",
+        "IndexStats", "OpenAICompatible", "RagError", "SentenceTransformerEmbedder", "Skipped",
+        "answer", "answer_stream",
+    ])
+    for name in rag.__all__:
+        assert getattr(rag, name) is not None
+
+
+def test_import_is_light():
+    code = ("import sys, json, rag; "
+            "print(json.dumps([m for m in ('torch','sentence_transformers','faiss','gradio',"
+            "'bm25s','transformers','tiktoken') if m in sys.modules]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == []
+
+
+def test_errors_share_one_base():
+    from rag import errors
+
+    for name in ("IndexNotFoundError", "ModelMismatchError", "IndexLockedError",
+                 "IndexWriteError", "InputError", "LLMError", "IndexCorruptError"):
+        assert issubclass(getattr(errors, name), rag.RagError)

@@ -1,0 +1,211 @@
+"""The Gradio app end to end: the real `app.py` in a subprocess, driven with gradio_client.
+
+Also the pure pieces of `rag.ui` that keep it safe: host checks, upload names, escaping.
+The helpers `start_app`/`stop_app` are shared with tests/test_browser.py.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SEED_TITLE = "Russia Claims Two More ATACMS Missile Strikes by Ukraine, Threatens Retaliation"
+ZORBEX = ("Zorbex Bridge Reopens in Lindqvist\n"
+          "The Zorbex bridge in Lindqvist was reopened on 3 March after repairs costing 4.2 "
+          "million euros. Engineers replaced the whole deck and repainted the railings.\n")
+ZORBEX_Q = "How much did the repairs of the Zorbex bridge in Lindqvist cost?"
+
+
+# -- helpers (also used by test_browser.py) ---------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def app_env(tmp_path: Path) -> dict[str, str]:
+    """The environment of an app subprocess: no auth, no LLM, no telemetry, temp under tmp."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("RAG_", "GRADIO_", "OPENAI_"))}
+    env.update(GRADIO_ANALYTICS_ENABLED="False", GRADIO_TEMP_DIR=str(tmp_path / "gradio-tmp"),
+               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", RAG_THREADS="1")
+    return env
+
+
+def start_app(tmp_path: Path, corpus: Path, args: Sequence[str] = (),
+              timeout: float = 120.0) -> tuple[subprocess.Popen[bytes], str]:
+    """Start `python app.py` on a free port; return it and its URL once it answers HTTP."""
+    port = free_port()
+    log = open(tmp_path / "app.log", "wb")  # noqa: SIM115 - closed with the process
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "app.py"), "--port", str(port),
+         "--index", str(tmp_path / "index"), "--corpus", str(corpus), *args],
+        cwd=tmp_path, env=app_env(tmp_path), stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"app exited with {proc.returncode}:\n{read_log(tmp_path)}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return proc, url
+        except OSError:
+            time.sleep(0.5)
+    stop_app(proc)
+    raise AssertionError(f"app did not answer within {timeout} s:\n{read_log(tmp_path)}")
+
+
+def stop_app(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def read_log(tmp_path: Path) -> str:
+    return (tmp_path / "app.log").read_text(errors="replace")[-4000:]
+
+
+def seed_corpus(tmp_path: Path) -> Path:
+    corpus = tmp_path / "corpus"
+    shutil.copytree(ROOT / "seeds", corpus)
+    return corpus
+
+
+# -- the app over gradio_client ----------------------------------------------------------------
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[str]:
+    proc, url = start_app(tmp_path, seed_corpus(tmp_path))
+    try:
+        yield url
+    finally:
+        stop_app(proc)
+
+
+@pytest.mark.slow
+def test_ask_upload_remove(app: str, tmp_path: Path) -> None:
+    from gradio_client import Client, handle_file
+
+    client = Client(app, verbose=False)
+    out = client.predict("How many missiles were intercepted?", api_name="/chat")
+    answer, _, sources = out.partition("\n\nSources:\n")
+    assert "two" in answer.lower() and "[1]" in answer
+    assert f"[1] {SEED_TITLE} (as of 26 Nov 2024" in sources
+
+    note = tmp_path / "zorbex.txt"
+    note.write_text(ZORBEX, encoding="utf-8")
+    junk = tmp_path / "slides.pdf"
+    junk.write_bytes(b"%PDF-1.4")
+    report = client.predict([handle_file(str(note)), handle_file(str(junk))], api_name="/upload")
+    assert "`zorbex.txt`: added" in report
+    assert "`slides.pdf`: skipped: unsupported file type" in report
+    uploads = tmp_path / "index" / "uploads"
+    assert sorted(p.name for p in uploads.iterdir()) == ["zorbex.txt"]
+
+    ids = [a["id"] for a in client.predict(api_name="/articles")]
+    assert "zorbex.txt" in ids
+    out = client.predict(ZORBEX_Q, api_name="/chat")
+    assert "4.2 million euros" in out
+    assert "Zorbex Bridge Reopens in Lindqvist (zorbex.txt)" in out
+
+    assert "removed Zorbex Bridge" in client.predict(["zorbex.txt"], api_name="/remove")
+    assert not (uploads / "zorbex.txt").exists()
+    out = client.predict(ZORBEX_Q, api_name="/chat")
+    assert "Zorbex Bridge Reopens" not in out and "4.2 million" not in out
+    assert "zorbex.txt" not in [a["id"] for a in client.predict(api_name="/articles")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", [["app.py"], ["-m", "rag", "serve"]])
+def test_non_local_host_needs_auth(tmp_path: Path, command: list[str]) -> None:
+    script = [str(ROOT / command[0])] if command == ["app.py"] else command
+    proc = subprocess.run(
+        [sys.executable, *script, "--host", "0.0.0.0", "--port", str(free_port()),
+         "--index", str(tmp_path / "index"), "--corpus", str(tmp_path)],
+        cwd=tmp_path, env=app_env(tmp_path), capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "refusing to listen on 0.0.0.0" in proc.stderr
+    assert "RAG_AUTH" in proc.stderr and "--allow-remote" in proc.stderr
+    assert not (tmp_path / "index").exists()  # refused before touching anything
+
+
+# -- the pure parts of rag.ui --------------------------------------------------------------------
+def test_host_rules() -> None:
+    from rag import RagError
+    from rag.ui import check_host, parse_auth
+
+    for host in ("127.0.0.1", "localhost", "::1", "127.0.0.2"):
+        check_host(host, None, False)
+    check_host("0.0.0.0", ("u", "p"), False)
+    check_host("0.0.0.0", None, True)
+    with pytest.raises(RagError, match="RAG_AUTH"):
+        check_host("192.168.1.5", None, False)
+    assert parse_auth("ann:pa:ss") == ("ann", "pa:ss")
+    with pytest.raises(RagError):
+        parse_auth("nocolon")
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("report.txt", "report.txt"),
+    ("../../etc/passwd.txt", "passwd.txt"),
+    ("..\\..\\win.ini.md", "win.ini.md"),
+    ("<script>.json", "_script_.json"),
+    ("..", None), ("", None), ("/", None),
+    (".hidden.txt", "hidden.txt"),
+])
+def test_safe_name(name: str, expected: str | None) -> None:
+    from rag.ui import safe_name
+
+    assert safe_name(name) == expected
+
+
+def test_sources_escape_untrusted_text() -> None:
+    from rag import Answer, Citation
+    from rag.ui import sources_html, sources_text
+
+    evil = '<img src=x onerror="window.__xss=2">'
+    passage = f"Before. The crane {evil} lifted 7,300 containers. After."
+    start = passage.index("The crane")
+    end = passage.index(" After.")
+    cite = Citation(n=1, article_id="a.txt", title="<script>window.__xss=1</script>",
+                    published="2024-06-01", source="<b>Port</b>", url="javascript:alert(1)",
+                    path="/x/a.txt", quote=passage[start:end], start=start + 100,
+                    end=end + 100, chunk_id=3, chunk_start=100, chunk_end=100 + len(passage))
+    ans = Answer(question="<q>", text=f"{passage[start:end]} [1]", citations=(cite,), hits=(),
+                 abstained=False)
+    out = sources_html(ans, lambda c: (passage, 100))
+    assert "<script" not in out and "<img" not in out and "href=" not in out  # no js: link
+    assert "&lt;script&gt;window.__xss=1&lt;/script&gt;" in out
+    assert "<mark>The crane &lt;img src=x onerror=&quot;window.__xss=2&quot;&gt; lifted" in out
+    assert "as of 1 Jun 2024" in out and "<code>javascript:alert(1)</code>" in out
+    assert sources_text(ans).startswith("\n\nSources:\n[1] <script>window.__xss=1</script> "
+                                        "(as of 1 Jun 2024; <b>Port</b>; javascript:alert(1))")
+
+
+def test_abstention_shows_nearest_passages() -> None:
+    from rag import Answer, Hit
+    from rag.ui import sources_html
+
+    hit = Hit(rank=1, score=0.1, article_id="b.txt", title="Harbour <i>news</i>",
+              published=None, source=None, url="https://example.org/a?b=1&c=2", path=None,
+              chunk_id=0, text="Cranes <b>lifted</b> boxes.", start=0, end=26)
+    ans = Answer(question="Who won?", text="Not in the articles", citations=(), hits=(hit,),
+                 abstained=True)
+    out = sources_html(ans, lambda c: ("", 0))
+    assert 'data-testid="rag-abstained"' in out and "Not in the articles" in out
+    assert "Harbour &lt;i&gt;news&lt;/i&gt;" in out and "Cranes &lt;b&gt;lifted&lt;/b&gt;" in out
+    assert 'href="https://example.org/a?b=1&amp;c=2"' in out and "undated" in out
+    assert "<mark>" not in out
