@@ -145,7 +145,14 @@ class Index:
                 raise IndexWriteError(f"cannot create index folder {p} ({e}); choose a writable "
                                       "folder with --index") from e
         writable = os.access(p, os.W_OK)
-        store = Store(p / "store.sqlite", readonly=exists and not writable)
+        try:
+            store = Store(p / "store.sqlite", readonly=exists and not writable)
+        except IndexWriteError:
+            if not exists:
+                raise
+            # A full disk: SQLite cannot create its WAL side files. Searching needs no
+            # writes, so open read-only; an update will report the full disk itself.
+            store = Store(p / "store.sqlite", readonly=True)
         meta = store.meta()
         if not meta.get("model"):
             if not writable:
