@@ -222,8 +222,10 @@ def bench_squad(qa_path: str | os.PathLike[str], index_dir: str | os.PathLike[st
                               progress=progress)
     result = evaluate(gold, idx, k=k, index_seconds=round(seconds, 3), ablate=ablate,
                       progress=progress)
+    chunks = idx.stats().chunks
     idx.close()
-    return {"dataset": Path(qa_path).parent.name, "n_paragraphs": len(articles), **result}
+    return {"dataset": Path(qa_path).parent.name, "n_paragraphs": len(articles),
+            "n_chunks": chunks, **result}
 
 
 # -- the command ---------------------------------------------------------------------------------

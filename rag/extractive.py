@@ -27,6 +27,7 @@ MAX_SENTENCES = 3
 SECOND_WITHIN = 0.08  # a further sentence must score within this of the best
 NEAR_DUPLICATE = 0.9  # cosine above which two sentences say the same
 MAX_CANDIDATES = 48
+EMBED_CANDIDATES = 24  # only the lexically best are embedded: embedding is the cost
 
 _QWORDS = {"what", "which", "who", "whom", "whose", "when", "where", "why", "how", "many",
            "much", "did", "does", "do", "is", "are", "was", "were", "according", "article",
@@ -117,18 +118,22 @@ def score_sentences(question: str, hits: Sequence[Hit], embedder: Embedder,
     n = len(texts)
     idf = {t: math.log(1 + (n + 1) / (1 + sum(t in s for s in sent_terms))) for t in terms}
     total = sum(idf.values()) or 1.0
-    if qvec is None:
-        qvec = embedder.embed([question])[0]
-    svecs = embedder.embed([t[:1000] for t in texts])
-    dense = svecs @ qvec
     kind = expected_type(question)
     rank_of = {h.chunk_id: h.rank for h in hits}
-    out = []
-    for (h, a, b), text, st, d in zip(cands, texts, sent_terms, dense):
+    rows = []
+    for (h, a, b), text, st in zip(cands, texts, sent_terms):
         cover = sum(idf[t] for t in terms if t in st) / total if terms else 0.0
         prior = 1.0 / rank_of.get(h.chunk_id, len(hits))
-        score = (W_DENSE * float(d) + W_COVER * cover + W_TYPE * _has_type(kind, text)
-                 + W_RANK * prior)
+        rows.append((h, a, b, text, cover, prior, _has_type(kind, text)))
+    if len(rows) > EMBED_CANDIDATES:
+        rows.sort(key=lambda r: -(W_COVER * r[4] + W_RANK * r[5] + W_TYPE * r[6]))
+        rows = rows[:EMBED_CANDIDATES]
+    if qvec is None:
+        qvec = embedder.embed([question])[0]
+    dense = embedder.embed([r[3][:1000] for r in rows]) @ qvec
+    out = []
+    for (h, a, b, text, cover, prior, typ), d in zip(rows, dense):
+        score = W_DENSE * float(d) + W_COVER * cover + W_TYPE * typ + W_RANK * prior
         out.append(Scored(h, a, b, text, score, float(d), cover))
     out.sort(key=lambda s: -s.score)
     return out

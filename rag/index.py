@@ -105,6 +105,7 @@ class Index:
         self.fusion = Fusion()
         self._lock = threading.RLock()
         self._state: _State | None = None
+        self._query_cache: dict[str, np.ndarray] = {}
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod
@@ -424,10 +425,21 @@ class Index:
             allowed = self.store.filter_ids(published_after, published_before, sources)
             if not len(allowed):
                 return []
-        qvec = self.embedder.embed([query[:4000]])[0]
+        qvec = self.embed_query(query[:4000])
         return search(query[:4000], qvec, vectors=state.vectors, lexical=state.lexical,
                       store=self.store, dim=self.dim, k=k, mode=mode, allowed=allowed,
                       fusion=self.fusion)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """The query's vector, remembered: an answer embeds its question more than once."""
+        vec = self._query_cache.get(text)
+        if vec is None:
+            vec = self.embedder.embed([text])[0]
+            with self._lock:
+                if len(self._query_cache) >= 256:
+                    self._query_cache.pop(next(iter(self._query_cache)))
+                self._query_cache[text] = vec
+        return vec
 
     def articles(self) -> list[ArticleInfo]:
         """Indexed articles, newest first."""

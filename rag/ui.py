@@ -25,9 +25,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import gradio as gr
+from typing import TYPE_CHECKING, Any
 
 from .answer import answer_stream
 from .answer_types import Answer, Citation
@@ -37,6 +35,9 @@ from .errors import InputError, RagError
 from .hits import Hit
 from .index import Index
 from .llm import OpenAICompatible
+
+if TYPE_CHECKING:
+    import gradio as gr
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 _DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")
@@ -469,6 +470,8 @@ CSS = """
 def build(service: Service) -> gr.Blocks:
     """The app: Chat, Articles and Index tabs, plus the /chat, /upload, /remove and /articles
     API endpoints. Every handler takes its conversation from the session's own state."""
+    import gradio as gr  # heavy: only when an app is built
+
     modes = ["extractive", "llm"] if service.llm else ["extractive"]
 
     def status() -> tuple[str, Any]:
@@ -623,6 +626,8 @@ def serve(host: str = "127.0.0.1", port: int = 7860, index: str | os.PathLike[st
         print(f"warning: listening on {host} without a password (--allow-remote)",
               file=sys.stderr)
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    import gradio as gr
+
     service = Service(index, corpus, OpenAICompatible.from_env())
     service.start()
     demo = build(service)

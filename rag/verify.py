@@ -14,6 +14,7 @@ spots: negation ("were not intercepted"), and "one", too common to treat as a nu
 
 from __future__ import annotations
 
+import calendar
 import functools
 import os
 import re
@@ -45,14 +46,15 @@ _BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
 _ACRONYM = re.compile(r"\b(?:[A-Za-z]\.){2,}")  # U.S. -> US
 _TOKEN = re.compile(r"\d+(?:[.,]\d+)*(?:st|nd|rd|th)?|[A-Za-z]+(?:['’][A-Za-z]+)?")
 # "one" is left out on purpose: "one of the", "no one" are rarely counts.
-_NUMBER_WORDS = {w: i for i, w in enumerate(
-    "zero _ two three four five six seven eight nine ten eleven twelve thirteen fourteen "  # noqa: SIM905
-    "fifteen sixteen seventeen eighteen nineteen twenty".split()) if w != "_"}
-_NUMBER_WORDS |= {"thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70,
-                  "eighty": 80, "ninety": 90}
+_NUMBER_WORDS = {
+    "zero": 0, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
+    "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14,
+    "fifteen": 15, "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19, "twenty": 20,
+    "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90,
+}
 _SCALES = {"hundred": 1e2, "thousand": 1e3, "million": 1e6, "billion": 1e9, "trillion": 1e12}
-_MONTHS = ("january february march april may june july august september october "  # noqa: SIM905
-           "november december").split()
+_MONTHS = tuple(m.lower() for m in calendar.month_name[1:])
+# A word list reads best as text, hence the noqa.
 _STOPWORDS = frozenset("""a about above after again against all also am amid an and any are as
     at be because been before being below between both but by can could did do does doing down
     during each few for from further had has have having he her here hers him his how however i
