@@ -32,7 +32,11 @@ _EXPORTS = {
     "RagError": "errors",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "Answer", "Article", "ChunkSpec", "Citation", "Embedder", "Hit", "Index", "IndexReport",
+    "IndexStats", "OpenAICompatible", "RagError", "SentenceTransformerEmbedder", "Skipped",
+    "answer", "answer_stream",
+]
 
 if TYPE_CHECKING:
     from .answer import answer, answer_stream

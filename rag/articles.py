@@ -379,7 +379,7 @@ def _parse_html(text: str, f: _File) -> Iterator[Article]:
             text, with_metadata=True, include_comments=False,
             date_extraction_params={"outputformat": "%Y-%m-%dT%H:%M:%S%z", "original_date": True},
         )
-    except Exception as e:  # noqa: BLE001 -- one page's parser crash must not stop a folder
+    except Exception as e:
         raise _Skip(f"could not parse HTML ({type(e).__name__}: {e})") from None
     lines = _trim(((getattr(doc, "text", None) or "") if doc is not None else "").split("\n"))
     title = _INVISIBLE.sub("", getattr(doc, "title", None) or "").strip()

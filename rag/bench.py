@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import InputError
 from .evaluate import (
-    NOTES,
     Gold,
     default_index_dir,
     evaluate,
+    notes,
     open_index,
     summary_table,
     table,
@@ -265,5 +265,5 @@ def main(args: argparse.Namespace) -> int:
     print(f"{result['dataset']}: {result['n_paragraphs']} paragraphs")
     print(summary_table(result))
     write_outputs(result, args.json_out, args.report, f"rag bench squad: {result['dataset']}",
-                  NOTES + " Each question's source is its own paragraph.")
+                  notes(result) + " Each question's source is its own paragraph.")
     return 0

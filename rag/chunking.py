@@ -136,7 +136,7 @@ def _enforce(text: str, a: int, b: int, fits: Callable[[str], bool]) -> list[tup
         return [(a, b)]
     mid = (a + b) // 2
     cut = -1
-    for a2, b2 in split_sentences(text[a:b]):
+    for a2, _ in split_sentences(text[a:b]):
         if a + a2 > a and abs(a + a2 - mid) < abs(cut - mid):
             cut = a + a2
     if cut <= a:

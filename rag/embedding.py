@@ -28,8 +28,11 @@ class Embedder(Protocol):
     searched with vectors from another model.
     """
 
-    name: str
-    dim: int
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
 
     def embed(self, texts: Sequence[str]) -> np.ndarray: ...
 
@@ -111,7 +114,7 @@ class SentenceTransformerEmbedder:
             ) from e
 
     @property
-    def dim(self) -> int:  # type: ignore[override]
+    def dim(self) -> int:
         if self.name == DEFAULT_MODEL:
             return 384
         return int(self.model.get_embedding_dimension())

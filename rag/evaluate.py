@@ -193,7 +193,7 @@ def evaluate(
     answer draws on (as in the chat). With `ablate`, the result's `ablations` compares
     dense, BM25 and hybrid retrieval.
     """
-    from .answer import answer, retrieve
+    from .answer import ABSTAIN_BELOW, answer, retrieve
 
     gold = load_gold(gold_path) if isinstance(gold_path, (str, os.PathLike)) else list(gold_path)
     if not gold:
@@ -208,8 +208,10 @@ def evaluate(
         results.append(_score(g, ans, hits, latency_ms))
         if progress and (n % 25 == 0 or n == len(gold)):
             print(f"  {n}/{len(gold)} questions", file=sys.stderr, flush=True)
-    return summarize(results, index_seconds=index_seconds,
-                     ablations=ablate_modes(gold, index) if ablate else None)
+    result = summarize(results, index_seconds=index_seconds,
+                       ablations=ablate_modes(gold, index) if ablate else None)
+    result["abstain_below"] = ABSTAIN_BELOW
+    return result
 
 
 def summarize(results: Sequence[QuestionResult], *, index_seconds: float | None = None,
@@ -335,29 +337,35 @@ def summary_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-NOTES = (
-    "Retrieval metrics (hit@k, MRR, the hit@k curve and the ablations) are over the "
-    "answerable questions only, on the 10 passages `retrieve()` returns for the question. "
-    "A passage is a hit when it contains a gold answer string or comes from the gold source "
-    "article; the `passage` figures count only passages that contain a gold answer string. "
-    "Answer contains and citation precision are over answerable questions; token F1 is over "
-    "all questions (an unanswerable question scores 1 when the answer abstained)."
-)
+def notes(result: dict[str, Any]) -> str:
+    """The report's reading notes: what each figure is computed over."""
+    p = result.get("passage") or {}
+    strict = ", ".join(f"{k} {v:.3f}" for k, v in p.items())
+    return (
+        f"Retrieval metrics (hit@k, MRR, the hit@k curve and the ablations) are over the "
+        f"{result['n_answerable']} answerable questions only, on the 10 passages `retrieve()` "
+        "returns for the question. A passage is a hit when it contains a gold answer string or "
+        "comes from the gold source article; counting only passages (and citations) that "
+        f"contain a gold answer string: {strict}. Answer contains and citation precision are "
+        "over answerable questions; token F1 is over all questions (an unanswerable question "
+        "scores 1 when the answer abstained). The abstention threshold is the sweep's most "
+        f"accurate one; the answerer abstains below {result.get('abstain_below')}."
+    )
 
 
-def add_notes(report: Path, title: str, notes: str) -> None:
-    """Put a notes paragraph under the title of a `write_report` page."""
+def add_notes(report: Path, title: str, intro: str) -> None:
+    """Put a paragraph under the title of a `write_report` page."""
     text = report.read_text(encoding="utf-8")
     head = f"# {title}\n\n"
     if text.startswith(head):
-        text = head + notes + "\n\n" + text[len(head):]
+        text = head + intro + "\n\n" + text[len(head):]
     else:
-        text = text.rstrip() + "\n\n## Notes\n\n" + notes + "\n"
+        text = text.rstrip() + "\n\n## Notes\n\n" + intro + "\n"
     report.write_text(text, encoding="utf-8")
 
 
 def write_outputs(result: dict[str, Any], json_out: str | None, report_dir: str | None,
-                  title: str, notes: str) -> None:
+                  title: str, intro: str) -> None:
     """Write `--json` and `--report` (Markdown with PNG plots) where asked."""
     if json_out:
         Path(json_out).parent.mkdir(parents=True, exist_ok=True)
@@ -368,7 +376,7 @@ def write_outputs(result: dict[str, Any], json_out: str | None, report_dir: str 
         from .report import write_report
 
         path = write_report(result, Path(report_dir), title)
-        add_notes(path, title, notes)
+        add_notes(path, title, intro)
         print(f"wrote {path}")
 
 
@@ -389,5 +397,5 @@ def main(args: argparse.Namespace) -> int:
                       ablate=bool(args.report), progress=sys.stderr.isatty())
     print(summary_table(result))
     write_outputs(result, args.json_out, args.report, f"rag eval: {Path(args.gold).name} on "
-                  f"{corpus.name or corpus}", NOTES)
+                  f"{corpus.name or corpus}", notes(result))
     return 0

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -45,7 +45,7 @@ from .search import MODES, Fusion, search
 from .store import FORMAT, ArticleInfo, Store
 from .vectors import KINDS, Vectors
 
-Progress = Union[bool, Callable[[int, int, str], None]]
+Progress = bool | Callable[[int, int, str], None]
 _EMBED_BATCH = 128
 
 
@@ -119,6 +119,8 @@ class Index:
         idx.last_report = idx.add(paths, sync=sync, progress=progress)
         return idx
 
+    last_report: IndexReport | None = None  # what the last `build` did
+
     @classmethod
     def load(cls, path: str | os.PathLike[str] = "index", *,
              embedder: Embedder | None = None) -> Index:
@@ -158,16 +160,17 @@ class Index:
         if not meta.get("model"):
             if not writable:
                 raise IndexWriteError(f"{p} is read-only; choose a writable folder with --index")
-            embedder = embedder or SentenceTransformerEmbedder()
-            spec = chunking or ChunkSpec()
-            store.init_meta(embedder.name, embedder.dim, asdict(spec))
+            first: Embedder = embedder or SentenceTransformerEmbedder()
+            store.init_meta(first.name, first.dim, asdict(chunking or ChunkSpec()))
             meta = store.meta()
+            embedder = first
         if int(meta.get("format", FORMAT)) != FORMAT:
             raise IndexCorruptError(
                 f"{p} has index format {meta.get('format')}, this version reads {FORMAT}; "
                 "rebuild it with `rag index PATH --index DIR --rebuild`")
         if embedder is None:
             embedder = SentenceTransformerEmbedder(meta["model"])
+        assert embedder is not None
         if embedder.name != meta["model"] or embedder.dim != int(meta["dim"]):
             raise ModelMismatchError(
                 f"the index at {p} was built with {meta['model']} (dim {meta['dim']}), not "
@@ -202,7 +205,7 @@ class Index:
                 vec = Vectors.load(self.path / manifest["vectors"], manifest["kind"])
                 lex = Lexical.load(self.path / manifest["bm25"])
                 return _State(version, vec, lex, mtime)
-            except Exception:  # noqa: BLE001 - unreadable cache: rebuild it from the store
+            except Exception:
                 pass
         # Derived files are missing or behind the store (a write was interrupted after its
         # commit): rebuild them from the stored vectors, and persist if we may write.
@@ -261,7 +264,9 @@ class Index:
             ) from e
         self.kind = state.vectors.kind
         for old in self.path.iterdir():
-            if old.name.startswith(("vectors-", "bm25-")) and old.name not in (vname, bname):
+            # Also temporaries an interrupted write left behind (we hold the write lock).
+            if old.name.startswith(("vectors-", "bm25-", ".vectors-", ".bm25-")) and \
+                    old.name not in (vname, bname):
                 shutil.rmtree(old) if old.is_dir() else old.unlink(missing_ok=True)
 
     # -- updates ---------------------------------------------------------------------------
@@ -348,6 +353,14 @@ class Index:
         if upserts or removals:
             version, new_ids, gone_ids = writer.apply(upserts, removals)
             self._after_write(version, np.array(new_ids, np.int64), np.array(gone_ids, np.int64))
+        elif (_read_manifest(self.path) or {}).get("version") != writer.version:
+            # An earlier run committed to the store but never wrote the derived files (killed,
+            # disk full): finish its job now instead of rebuilding them on every load.
+            with self._lock:
+                state = self._rebuild_state(writer.version)
+                self._persist(state)
+                state.manifest_mtime = _mtime(self.path / "manifest.json")
+                self._state = state
         articles, chunks_total = writer.counts()
         return IndexReport(
             added=added, updated=updated, removed=report_removed, unchanged=unchanged,

@@ -53,7 +53,7 @@ class Lexical:
         np.save(folder / "ids.npy", self.ids)
         if len(self.ids):
             self.retriever.save(str(folder), show_progress=False)
-        (folder / "ok.json").write_text(json.dumps({"n": int(len(self.ids))}))
+        (folder / "ok.json").write_text(json.dumps({"n": len(self.ids)}))
 
     @classmethod
     def load(cls, folder: Path) -> Lexical:

@@ -202,7 +202,8 @@ class Store:
         self, after: str | None, before: str | None, sources: Sequence[str] | None
     ) -> np.ndarray:
         """Ids of live chunks whose article matches a date range / source filter."""
-        where, args = ["c.deleted IS NULL"], []
+        where: list[str] = ["c.deleted IS NULL"]
+        args: list[str | int] = []
         if after:
             where.append("a.published >= ?")
             args.append(after)

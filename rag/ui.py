@@ -281,7 +281,7 @@ class Service:
             if self.corpus is not None and not self.corpus.exists():
                 self.status += f" (No folder {self.corpus}: add articles in the Articles tab.)"
             self._idx = idx
-        except Exception as e:  # noqa: BLE001 - shown in the UI; handlers must not wait forever
+        except Exception as e:
             self._error = str(e) if isinstance(e, RagError) else f"{type(e).__name__}: {e}"
             self.status = f"The index could not be opened: {self._error}"
             print(f"error: {self._error}", file=sys.stderr)

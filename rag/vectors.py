@@ -32,7 +32,7 @@ def choose_kind(kind: str, n: int) -> str:
 class Vectors:
     """A FAISS index of chunk vectors."""
 
-    def __init__(self, index: Any, kind: str) -> None:
+    def __init__(self, index: Any, kind: str) -> None:  # faiss objects are untyped
         self.index = index
         self.kind = kind
 
@@ -47,6 +47,7 @@ class Vectors:
         import faiss
 
         kind = choose_kind(kind, n)
+        index: Any
         if kind == "flat":
             index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
             for ids, vecs in batches:
@@ -121,13 +122,13 @@ class Vectors:
         q = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
         if self.size == 0:
             return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
-        params = None
+        params: Any = None
         if allowed is not None:
             sel = faiss.IDSelectorBatch(np.asarray(allowed, dtype=np.int64))
             if self.kind == "ivf":
-                params = faiss.SearchParametersIVF(sel=sel, nprobe=self.index.nprobe)
+                params = faiss.SearchParametersIVF(sel=sel, nprobe=self.index.nprobe)  # type: ignore[call-arg]
             else:
-                params = faiss.SearchParameters(sel=sel)
+                params = faiss.SearchParameters(sel=sel)  # type: ignore[call-arg]
         scores, ids = self.index.search(q, k, params=params) if params else self.index.search(q, k)
         keep = ids[0] >= 0
         return scores[0][keep], ids[0][keep]

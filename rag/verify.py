@@ -41,7 +41,10 @@ STRONG_SUPPORT_THRESHOLD = 0.8  # an uncited sentence is kept only with this muc
 _REF = r"\[(?:(?:sources?|refs?)\s*:?\s*)?(\d+(?:\s*,\s*\d+)*)\]"
 _MARKER = re.compile(_REF, re.IGNORECASE)  # [1], [1, 3], [Source 2]; "[1][2]" is two
 # Markers after the full stop ("...intercepted. [1] Next") belong to that sentence.
-_MARKERS_AFTER_STOP = re.compile(rf"([.!?]+[\"'”’»)]*)[ \t]*((?:{_REF}[ \t]*)+)", re.IGNORECASE)
+_MARKERS_AFTER_STOP = re.compile(
+    rf"([.!?]+[\"'”’»)]*)[ \t]*((?:{_REF}[ \t]*)*{_REF})", re.IGNORECASE
+)
+_MARKER_AND_SPACE = re.compile(rf"[ \t]*{_REF}", re.IGNORECASE)
 _BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
 _ACRONYM = re.compile(r"\b(?:[A-Za-z]\.){2,}")  # U.S. -> US
 _TOKEN = re.compile(r"\d+(?:[.,]\d+)*(?:st|nd|rd|th)?|[A-Za-z]+(?:['’][A-Za-z]+)?")
@@ -175,7 +178,7 @@ def _parse(text: str, n_hits: int) -> tuple[list[_Sentence], list[str]]:
     for a, b in split_sentences(text):
         raw, newline, previous_end = text[a:b], "\n" in text[previous_end:a], b
         numbers = [int(n) for m in _MARKER.finditer(raw) for n in m.group(1).split(",")]
-        core = _MARKER.sub("", raw).strip()
+        core = _MARKER_AND_SPACE.sub("", raw).strip()
         claim = _BULLET.sub("", core).strip()
         if not re.search(r"\w", claim):
             continue  # a stray marker or a divider line: nothing to check

@@ -112,7 +112,8 @@ def test_chat_in_browser(app: str, browser: Any, tmp_path: Path) -> None:
 
     # The article list renders the same title as text too.
     page.get_by_role("tab", name="Articles").click()
-    page.get_by_text("Glorpton Harbour Report", exact=False).first.wait_for(timeout=TIMEOUT_MS)
+    page.locator("table >> text=Glorpton Harbour Report >> visible=true").first.wait_for(
+        timeout=TIMEOUT_MS)
     page.screenshot(path=str(tmp_path / "articles.png"), full_page=True)
     assert page.evaluate("typeof window.__xss") == "undefined"
     assert dialogs == []
