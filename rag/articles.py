@@ -330,16 +330,19 @@ def _split_title(lines: list[str], f: _File) -> tuple[str, bool, list[str]]:
 def _parse_txt(text: str, f: _File) -> Iterator[Article]:
     lines = _trim([ln for ln in text.split("\n") if not _boilerplate(ln)])
     published = None
-    # Datelines sit at the very top and bottom of the seed shape; body lines are left alone.
+    head: list[str] = []
+    # Datelines sit at the very top of the seed shape. They stay in the text (a reader may
+    # ask when the story was published or updated, and the answer must quote it), but
+    # they are not the headline.
     while lines and (m := _dateline(lines[0])):
         if published is None and m[1].lower() in ("published", "posted"):
             published = parse_date(m["date"])
+        head.append(lines[0].strip())
         lines = _trim(lines[1:])
-    while lines and _dateline(lines[-1]):
-        lines = _trim(lines[:-1])
     title, from_name, body = _split_title(lines, f)
-    yield _make(f, title=title, text="\n".join(body), title_from_name=from_name,
-                published=published)
+    has_body = any(ln.strip() and not _dateline(ln) for ln in body)
+    yield _make(f, title=title, text="\n".join(head + body) if has_body else "",
+                title_from_name=from_name, published=published)
 
 
 def _parse_md(text: str, f: _File) -> Iterator[Article]:

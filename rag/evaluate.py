@@ -234,7 +234,8 @@ def summarize(results: Sequence[QuestionResult], *, index_seconds: float | None 
         **_retrieval([r.hit_rank for r in answerable]),
         "answer_contains": _mean([float(r.contains) for r in answerable]),
         "token_f1": _mean([r.f1 for r in results]),
-        "citation_precision": sum(r.good_citations for r in answerable) / cites if cites else 0.0,
+        # No citations made, none wrong: 1.0, as rag.metrics scores empty denominators.
+        "citation_precision": sum(r.good_citations for r in answerable) / cites if cites else 1.0,
         "abstain_precision": precision,
         "abstain_recall": recall,
         "false_abstention": false_abstention,
@@ -245,7 +246,7 @@ def summarize(results: Sequence[QuestionResult], *, index_seconds: float | None 
     out = {k: round(v, 4) if isinstance(v, float) else v for k, v in out.items()}
     passage = _retrieval([r.passage_rank for r in answerable])
     passage["citation_precision"] = (sum(r.passage_citations for r in answerable) / cites
-                                     if cites else 0.0)
+                                     if cites else 1.0)
     out["passage"] = {k: round(v, 4) for k, v in passage.items()}
     out["hit_curve"] = [[k, round(_mean([float(f) for f in flags]), 4)]
                         for k, flags in enumerate(curve_flags, start=1)]

@@ -41,6 +41,7 @@ from .errors import (
 from .faults import checkpoint
 from .hits import Hit
 from .lexical import Lexical
+from .passages import PassageSpec, passages
 from .search import MODES, Fusion, search
 from .store import FORMAT, ArticleInfo, Store
 from .vectors import KINDS, Vectors
@@ -103,6 +104,7 @@ class Index:
         self.chunking = ChunkSpec(**json.loads(meta["chunking"]))
         self.kind = kind
         self.fusion = Fusion()
+        self.passage = PassageSpec()
         self._lock = threading.RLock()
         self._state: _State | None = None
         self._query_cache: dict[str, np.ndarray] = {}
@@ -439,9 +441,11 @@ class Index:
             if not len(allowed):
                 return []
         qvec = self.embed_query(query[:4000])
-        return search(query[:4000], qvec, vectors=state.vectors, lexical=state.lexical,
-                      store=self.store, dim=self.dim, k=k, mode=mode, allowed=allowed,
-                      fusion=self.fusion)
+        # Extra chunks: neighbours of one passage fold into it, and k distinct passages remain.
+        chunks = search(query[:4000], qvec, vectors=state.vectors, lexical=state.lexical,
+                        store=self.store, dim=self.dim, k=k * 3, mode=mode, allowed=allowed,
+                        fusion=self.fusion)
+        return passages(chunks, self.store, k, self.passage)
 
     def embed_query(self, text: str) -> np.ndarray:
         """The query's vector, remembered: an answer embeds its question more than once."""

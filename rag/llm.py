@@ -13,6 +13,7 @@ import os
 import socket
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -96,7 +97,8 @@ class OpenAICompatible:
             timeout = -1.0
         if timeout <= 0:
             raise InputError(
-                f"RAG_LLM_TIMEOUT={raw_timeout!r} is not a positive number of seconds; fix or unset it"
+                f"RAG_LLM_TIMEOUT={raw_timeout!r} is not a positive number of seconds; "
+                "fix or unset it"
             )
         return cls(base_url=base_url, model=model, api_key=api_key, timeout=timeout)
 
@@ -162,7 +164,7 @@ class OpenAICompatible:
             self.url, data=json.dumps(body).encode("utf-8"), headers=headers, method="POST"
         )
         try:
-            return urllib.request.urlopen(request, timeout=self.timeout)
+            return _opener(self.url).open(request, timeout=self.timeout)
         except urllib.error.HTTPError as exc:
             raise _http_error(exc, self) from None
         except (OSError, http.client.HTTPException) as exc:
@@ -173,6 +175,14 @@ class OpenAICompatible:
         if exc is not None and exc.retry_after is not None:
             wait = max(wait, min(exc.retry_after, _MAX_RETRY_AFTER))
         return wait
+
+
+def _opener(url: str) -> urllib.request.OpenerDirector:
+    """urllib's opener; a server on this machine is reached directly, never via a proxy."""
+    host = urllib.parse.urlsplit(url).hostname or ""
+    if host in ("localhost", "127.0.0.1", "::1"):
+        return urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    return urllib.request.build_opener()
 
 
 def _deltas(resp: Any, url: str) -> Iterator[str]:

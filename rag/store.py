@@ -167,6 +167,21 @@ class Store:
                 out[r[0]] = StoredChunk(*r)
         return out
 
+    def neighbor_spans(self, chunk_id: int, n: int) -> list[tuple[int, int]]:
+        """(start, end) of the chunks within `n` positions of `chunk_id` in its article."""
+        rows = self.db.execute(
+            "SELECT c.start, c.\"end\" FROM chunks c JOIN chunks me ON me.id=? "
+            "AND c.article_id=me.article_id AND c.ord BETWEEN me.ord-? AND me.ord+? "
+            "AND (c.deleted IS NULL OR c.deleted=me.deleted) ORDER BY abs(c.ord-me.ord)",
+            (int(chunk_id), n, n)).fetchall()
+        return [(int(a), int(b)) for a, b in rows]
+
+    def article_slice(self, article_id: str, start: int, end: int) -> str | None:
+        """`article.text[start:end]` without loading the whole text into Python."""
+        row = self.db.execute("SELECT substr(text, ?, ?) FROM articles WHERE id=?",
+                              (start + 1, end - start, article_id)).fetchone()
+        return row[0] if row else None
+
     def vectors(self, ids: Sequence[int], dim: int) -> np.ndarray:
         """Stored vectors for chunk ids, in the order given."""
         got: dict[int, bytes] = {}

@@ -291,6 +291,11 @@ class Service:
     def _progress(self, done: int, total: int, name: str) -> None:
         self.status = f"Indexing {self.corpus}: {done} of {total} files ({Path(name).name})"
 
+    @property
+    def error(self) -> str | None:
+        """Why the index could not be opened, if it could not."""
+        return self._error
+
     def index(self) -> Index:
         """The index, once the start-up build is done."""
         self.ready.wait()
@@ -406,19 +411,13 @@ class Service:
         lines += [f"- `{_esc(i)}`: no such article" for i in unknown]
         return "\n".join(lines) or "Nothing selected."
 
-    def article_rows(self) -> list[list[str]]:
-        return [[a.title, display_date(a.published), a.source or _where_info(a), str(a.chunks),
-                 a.id] for a in self.index().articles()]
-
     def stats_markdown(self) -> str:
-        if not self.ready.is_set():
-            return _esc(self.status)
         s = self.index().stats()
         overlap = s.chunking.get("overlap_tokens")
         llm = (f"{_esc(self.llm.model)} at {_esc(self.llm.base_url)}" if self.llm else
                "not configured (set RAG_LLM_BASE_URL and RAG_LLM_MODEL)")
         return "\n".join([
-            "| | |", "|---|---|",
+            "| Index | |", "|---|---|",
             f"| Articles | {s.articles} |", f"| Passages (chunks) | {s.chunks} |",
             f"| Embedding model | `{_esc(s.model)}` (dimension {s.dim}) |",
             f"| Chunking | {s.chunking.get('max_tokens')} tokens, {overlap} overlap |",
@@ -438,13 +437,19 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-def _where_info(a: Any) -> str:
-    return a.url or (Path(a.path).name if a.path else "")
+def _article_row(a: Any) -> list[str]:
+    """An ArticleInfo as a row of the articles table (Gradio shows cells as text)."""
+    where = a.source or a.url or (Path(a.path).name if a.path else "")
+    return [a.title or a.id, display_date(a.published), where, str(a.chunks)]
 
 
 # ----------------------------------------------------------------------------------------
 # The Blocks
 
+
+# System fonts: the default theme fetches web fonts, which an offline machine cannot.
+_FONTS = ["ui-sans-serif", "system-ui", "Segoe UI", "Helvetica", "Arial", "sans-serif"]
+_MONO = ["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"]
 
 CSS = """
 .rag-sources { font-size: 0.95rem; line-height: 1.5; }
@@ -474,8 +479,10 @@ def build(service: Service) -> gr.Blocks:
 
     modes = ["extractive", "llm"] if service.llm else ["extractive"]
 
-    def status() -> tuple[str, Any]:
-        return _esc(service.status), gr.Timer(active=not service.ready.is_set())
+    def status() -> tuple[Any, ...]:
+        ready = service.ready.is_set()  # read once: the lists must match the timer's state
+        lists = refresh() if ready else (gr.skip(), gr.skip(), gr.skip())
+        return (_esc(service.status), gr.Timer(active=not ready), *lists)
 
     def respond(message: str, chat: list[dict[str, str]], history: list[tuple[str, str]],
                 k: float, after: str, before: str, mode: str) -> Iterator[tuple[Any, ...]]:
@@ -541,11 +548,13 @@ def build(service: Service) -> gr.Blocks:
                 for a in service.index().articles()]
 
     def refresh() -> tuple[Any, Any, str]:
-        if not service.ready.is_set():
+        if not service.ready.is_set() or service.error:
             return gr.skip(), gr.skip(), _esc(service.status)
-        rows = service.article_rows()
-        choices = [(f"{r[0] or r[4]} ({r[1] or 'undated'})", r[4]) for r in rows]
-        return (rows, gr.Dropdown(choices=choices, value=[]), service.stats_markdown())
+        infos = service.index().articles()
+        choices = [(f"{a.title or a.id} ({display_date(a.published) or 'undated'})", a.id)
+                   for a in infos]
+        return ([_article_row(a) for a in infos], gr.Dropdown(choices=choices, value=[]),
+                service.stats_markdown())
 
     with gr.Blocks(title="Ask the news", analytics_enabled=False) as demo:
         gr.Markdown("## Ask the news\nAnswers quote the indexed articles; every [n] is checked "
@@ -585,9 +594,10 @@ def build(service: Service) -> gr.Blocks:
                                 f"up to {MAX_UPLOAD_BYTES // 2**20} MB each)",
                                 file_count="multiple")  # types checked per file, reported
                 report = gr.Markdown()
-                table = gr.Dataframe(headers=["Title", "Published", "Source", "Passages", "Id"],
+                table = gr.Dataframe(headers=["Title", "Published", "Source or file", "Passages"],
                                      datatype="str", interactive=False, wrap=True,
-                                     label="Indexed articles", max_height=420)
+                                     label="Indexed articles", max_height=420,
+                                     column_widths=["56%", "14%", "20%", "10%"])
                 with gr.Row():
                     chosen = gr.Dropdown([], multiselect=True, label="Articles to remove",
                                          scale=4)
@@ -595,7 +605,8 @@ def build(service: Service) -> gr.Blocks:
             with gr.Tab("Index") as index_tab:
                 stats = gr.Markdown()
 
-        timer.tick(status, outputs=[status_md, timer], api_visibility="private",
+        lists = [table, chosen, stats]
+        timer.tick(status, outputs=[status_md, timer, *lists], api_visibility="private",
                    show_progress="hidden")
         msg.submit(respond,
               inputs=[msg, chatbot, history, k, after, before, mode],
@@ -603,7 +614,6 @@ def build(service: Service) -> gr.Blocks:
               show_progress="hidden")
         chatbot.clear(lambda: ([], EMPTY_SOURCES), outputs=[history, sources],
                       api_visibility="private")  # the bin icon starts a new conversation
-        lists = [table, chosen, stats]
         files.upload(upload, inputs=[files], outputs=[report], api_name="upload").then(
             refresh, outputs=lists, api_visibility="private")
         remove.click(remove_api, inputs=[chosen], outputs=[report],
@@ -635,7 +645,7 @@ def serve(host: str = "127.0.0.1", port: int = 7860, index: str | os.PathLike[st
     try:
         demo.launch(server_name=host, server_port=port, auth=auth, css=CSS,
                     max_file_size=MAX_UPLOAD_BYTES, footer_links=["api"], show_error=True,
-                    theme=gr.themes.Soft())
+                    theme=gr.themes.Soft(font=_FONTS, font_mono=_MONO))
     except OSError as e:
         raise InputError(f"cannot listen on {host}:{port} ({e}); choose another --port") from e
 

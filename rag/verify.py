@@ -6,7 +6,7 @@ A sentence's support from a passage is a score in [0, 1]:
 
 `dense` is the best cosine similarity between the sentence and one sentence (or two
 adjacent sentences) of the passage. `lexical` is the weighted share of the sentence's
-content words found in the passage (names and acronyms count ENTITY_WEIGHT, other words
+content words found in the passage (capitalised words, i.e. names, count ENTITY_WEIGHT, others
 1; words match by stem or a long shared prefix). Numbers are a hard rule: a sentence with
 a number (digits or a word like "five") that the passage lacks scores 0. Known blind
 spots: negation ("were not intercepted"), and "one", too common to treat as a number.
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import calendar
 import functools
-import os
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -139,7 +138,7 @@ def ground_reply(reply: str, hits: Sequence[Hit], embedder: Embedder) -> Grounde
 
     kept: list[tuple[_Sentence, list[int]]] = []
     best: dict[int, _Support] = {}  # hit number -> the best support it gave a kept sentence
-    for s, vec in zip(sentences, claim_vecs):
+    for s, vec in zip(sentences, claim_vecs, strict=True):
         terms = _claim_terms(s.claim)
         candidates = s.cited or tuple(range(1, len(hits) + 1))
         singles = {i: _support(terms, vec, [passages[i - 1]]) for i in candidates}
@@ -197,10 +196,10 @@ def _embed(
     """Claim vectors and the hits as passages, all from one call to the embedder."""
     spans = [tuple(split_sentences(h.text)) for h in hits]
     units = [s + tuple((s[k][0], s[k + 1][1]) for k in range(len(s) - 1)) for s in spans]
-    texts = list(claims) + [h.text[a:b] for h, u in zip(hits, units) for a, b in u]
+    texts = list(claims) + [h.text[a:b] for h, u in zip(hits, units, strict=True) for a, b in u]
     vectors = np.asarray(embedder.embed(texts), dtype=np.float32)
     passages, at = [], len(claims)
-    for hit, sentences, u in zip(hits, spans, units):
+    for hit, sentences, u in zip(hits, spans, units, strict=True):
         # The prompt shows title and date, so a claim may use them ("On November 26 ...").
         extra = f"{hit.title}\n{hit.published or ''}" if with_metadata else ""
         passages.append(_Passage(hit, _vocab(hit.text, extra), sentences, vectors[at:at + len(u)]))
@@ -229,11 +228,15 @@ def _support(claim: _Terms, claim_vec: np.ndarray, passages: Sequence[_Passage])
 
 
 def _why(sentence: _Sentence, support: _Support, threshold: float) -> str:
-    where = "the cited passage" if sentence.cited else "it cites no source and any passage"
-    if support.missing_numbers:
-        reason = f"{where} does not contain {', '.join(support.missing_numbers)}"
+    numbers = ", ".join(support.missing_numbers)
+    if sentence.cited and numbers:
+        reason = f"the cited passage does not contain {numbers}"
+    elif sentence.cited:
+        reason = f"the cited passage does not support it ({support.score:.2f} < {threshold:.2f})"
     else:
-        reason = f"{where} does not support it (support {support.score:.2f} < {threshold:.2f})"
+        best = f"no passage contains {numbers}" if numbers else (
+            f"no passage supports it strongly ({support.score:.2f} < {threshold:.2f})")
+        reason = f"it cites no source and {best}"
     if sentence.bogus:
         reason += f"; [{', '.join(map(str, sentence.bogus))}] is not a source"
     return reason
@@ -306,6 +309,7 @@ def _claim_terms(claim: str) -> _Terms:
     return _Terms(weights, frozenset(numbers))
 
 
+@functools.lru_cache(maxsize=4096)  # the same passage sentences come up for every claim
 def _vocab(text: str, extra: str = "") -> _Terms:
     numbers, words = _numbers_and_words(f"{text}\n{extra}")
     stems = {stem for _, _, stem in words}
@@ -329,7 +333,7 @@ def _found(stem: str, stems: Collection[str]) -> bool:
         return True
     for other in stems if len(stem) >= 5 else ():
         shorter = min(len(stem), len(other))
-        common = len(os.path.commonprefix([stem, other]))
+        common = next((k for k, (x, y) in enumerate(zip(stem, other, strict=False)) if x != y), shorter)
         if shorter >= 5 and common >= max(5.0, 0.75 * shorter):
             return True
     return False

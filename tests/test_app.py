@@ -46,7 +46,7 @@ def start_app(tmp_path: Path, corpus: Path, args: Sequence[str] = (),
               timeout: float = 120.0) -> tuple[subprocess.Popen[bytes], str]:
     """Start `python app.py` on a free port; return it and its URL once it answers HTTP."""
     port = free_port()
-    log = open(tmp_path / "app.log", "wb")  # noqa: SIM115 - closed with the process
+    log = open(tmp_path / "app.log", "wb")  # closed when the process is
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "app.py"), "--port", str(port),
          "--index", str(tmp_path / "index"), "--corpus", str(corpus), *args],

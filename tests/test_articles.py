@@ -65,14 +65,16 @@ def test_seed_article_is_parsed_into_title_date_and_clean_text() -> None:
     assert art.id == "000_1511c0eeef884a91.txt"
     assert art.title == SEED_TITLE
     assert art.published == "2024-11-26T19:23:00+05:30"
-    assert art.text.startswith(SEED_STANDFIRST)
     lines = art.text.split("\n")
+    # Datelines stay in the text so "when was it updated?" can be answered with a quote.
+    assert lines[0] == "Published 19:23 IST, November 26th 2024"
+    assert lines[1].startswith(SEED_STANDFIRST)
+    assert lines[-1] == "Updated 20:11 IST, November 26th 2024"
     assert "Advertisement" not in lines
-    assert not [ln for ln in lines if ln.startswith(("Published", "Updated"))]
     assert SEED_TITLE not in art.text  # the headline is the title, not text
-    assert lines[1].startswith("Moscow: The Russian military announced")  # paragraphs kept
+    assert lines[2].startswith("Moscow: The Russian military announced")  # paragraphs kept
     assert "'Retaliatory Actions Being Prepared'" in lines  # subheads kept
-    assert art.text.endswith("summoned the British ambassador to hand over the notice.")
+    assert lines[-2].endswith("summoned the British ambassador to hand over the notice.")
     assert art.path == str(SEEDS / "000_1511c0eeef884a91.txt")
     assert art.source is None and art.url is None
     assert art.content_hash == content_hash(art.title, art.text)
@@ -279,8 +281,10 @@ def test_boilerplate_lines_are_dropped_but_similar_body_lines_kept(tmp_path: Pat
     )
     art = one(path)
     assert art.published == "2024-01-01T08:00:00+00:00"
-    assert art.text == ("First paragraph.\nSubscribers complained about the price.\n"
-                        "Published reports suggest more cuts.")
+    assert art.text == ("Published: 08:00 GMT, January 1st 2024\n"
+                        "First paragraph.\nSubscribers complained about the price.\n"
+                        "Published reports suggest more cuts.\n"
+                        "Updated 09:00 GMT, January 1st 2024")
 
 
 def test_all_boilerplate_is_no_text(tmp_path: Path) -> None:

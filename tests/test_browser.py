@@ -22,6 +22,8 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
          "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage"]
 TIMEOUT_MS = 90_000
 FOLLOW_UP = "What is he accused of?"
+# Read at import: conftest.py clears RAG_* variables for each test.
+SCREENSHOT = bool(os.environ.get("RAG_SCREENSHOT"))
 
 XSS_ARTICLE = """Published 09:00 IST, June 30th 2024
 <script>window.__xss=1</script>Glorpton Harbour Report <img src=x onerror="window.__xss=2">
@@ -92,7 +94,7 @@ def test_chat_in_browser(app: str, browser: Any, tmp_path: Path) -> None:
     assert len(passage) > len(mark.inner_text())  # the passage around the quote is shown
     shot = tmp_path / "chat.png"
     page.screenshot(path=str(shot), full_page=True)
-    if os.environ.get("RAG_SCREENSHOT"):
+    if SCREENSHOT:
         shutil.copyfile(shot, ROOT / "docs" / "screenshot.png")
 
     # The untrusted article: shown as text, never run.
@@ -112,7 +114,7 @@ def test_chat_in_browser(app: str, browser: Any, tmp_path: Path) -> None:
 
     # The article list renders the same title as text too.
     page.get_by_role("tab", name="Articles").click()
-    page.locator("table >> text=Glorpton Harbour Report >> visible=true").first.wait_for(
+    page.locator("text=Glorpton Harbour Report >> visible=true").first.wait_for(
         timeout=TIMEOUT_MS)
     page.screenshot(path=str(tmp_path / "articles.png"), full_page=True)
     assert page.evaluate("typeof window.__xss") == "undefined"

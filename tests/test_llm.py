@@ -375,7 +375,8 @@ def test_not_in_articles_abstains() -> None:
 
 
 def test_nothing_supported_abstains() -> None:
-    grounded = ground_reply("The weather in Paris was sunny [1].", seed_hits(), BagOfWordsEmbedder())
+    reply = "The weather in Paris was sunny [1]."
+    grounded = ground_reply(reply, seed_hits(), BagOfWordsEmbedder())
     assert grounded.abstained and grounded.text == ""
     assert len(grounded.dropped) == 1
 

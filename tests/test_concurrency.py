@@ -1,0 +1,352 @@
+"""Concurrency: searches while the index is written (threads and processes), and two
+indexing processes on one folder (one waits or fails clearly; never interleaves).
+
+The embedder is the deterministic fake: these tests are about the index, not the model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from rag.articles import Article, iter_articles
+from rag.errors import IndexLockedError
+from rag.index import Index
+
+from fakes import FakeEmbedder
+
+TESTS = Path(__file__).resolve().parent
+K = 5
+
+TOPICS = [
+    ("Harbour reopens after storm", "ferries harbour master breakwater cranes quay fishing"),
+    ("Rail strike ends", "train drivers union pay deal platforms commuters timetable"),
+    ("Library saved by volunteers", "library volunteers roof reading room books county"),
+    ("Council approves bridge", "council footbridge river consultation construction residents"),
+    ("Vineyard harvest begins", "grapes vineyard harvest pickers cellar wine weather"),
+    ("Hospital opens new wing", "hospital wing patients nurses surgery beds minister"),
+    ("Marathon draws record field", "runners marathon route finish medals crowds charity"),
+    ("Airport expands terminal", "airport terminal flights passengers runway airline noise"),
+]
+
+
+def article(title: str, words: str, n: int, tag: str = "") -> str:
+    """A small article: `n` sentences built from the topic words (plus a version tag)."""
+    w = words.split()
+    body = " ".join(
+        f"{tag}The {w[i % len(w)]} and the {w[(i * 3 + 1) % len(w)]} were discussed on day {i} "
+        f"alongside the {w[(i * 5 + 2) % len(w)]}." for i in range(n))
+    return f"{title}\n\n{body}\n"
+
+
+LIVE = 6  # articles rewritten by every write; each one is a single chunk
+
+
+def live_text(j: int, gen: int) -> str:
+    """Live article `j` at generation `gen`: every sentence carries the generation, and the
+    length changes with it (so offsets of one version never fit another)."""
+    return article(f"Harbour bulletin {j}", "bulletin harbour ferries tide moorings pier",
+                   3 + gen % 3, tag=f"Gen{gen} bulletin{' extra' * (gen % 4)}. ")
+
+
+def write_live(folder: Path, gen: int) -> None:
+    for j in range(LIVE):
+        (folder / f"live{j}.txt").write_text(live_text(j, gen))
+
+
+def write_base(folder: Path) -> Path:
+    """Eight topic articles and the live ones, every article one chunk (so every search
+    result is one whole chunk: its text can be checked exactly)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, (title, words) in enumerate(TOPICS):
+        (folder / f"topic{i}.txt").write_text(article(title, words, 4))
+    write_live(folder, 0)
+    return folder
+
+
+def check_hits(idx: Index, hits: list, versions: dict[str, set[str]]) -> None:
+    """A complete, consistent result: K distinct whole chunks, each hit's text a whole
+    version of its article and the very text of the chunk it names."""
+    assert len(hits) == K, f"{len(hits)} hits"
+    assert len({h.chunk_id for h in hits}) == K, "a chunk twice"
+    rows = idx.store.chunks([h.chunk_id for h in hits])
+    for h in hits:
+        assert h.chunk_id in rows, f"chunk {h.chunk_id} is gone from the store"
+        assert h.text == rows[h.chunk_id].text, \
+            f"{h.article_id}: hit text is not its chunk's text (versions mixed)"
+        assert h.start == 0 and h.text in versions[h.article_id], \
+            f"{h.article_id}: hit text is no version of the article"
+
+
+# -- threads on one Index object -------------------------------------------------------------
+def test_searches_in_threads_while_another_thread_writes(tmp_path: Path) -> None:
+    corpus = write_base(tmp_path / "corpus")
+    idx = Index.build([corpus], path=tmp_path / "index", embedder=FakeEmbedder(),
+                      progress=False)
+    generations = 8
+
+    def extra(g: int) -> str:
+        return article(f"Extra {g}", TOPICS[g % 8][1], 3)
+
+    # Every text an article has during the test, to check hits against.
+    versions: dict[str, set[str]] = {}
+    scratch = tmp_path / "versions"
+    scratch.mkdir()
+    for g in range(generations + 1):
+        write_live(scratch, g)
+        (scratch / f"extra{g}.txt").write_text(extra(g))
+    for folder in (corpus, scratch):
+        for a in iter_articles([folder]):
+            assert isinstance(a, Article)
+            versions.setdefault(a.id, set()).add(a.text)
+
+    errors: list[str] = []
+    done = threading.Event()
+    searches = [0]
+    queries = ["harbour ferries bulletin", "train drivers pay", "river footbridge council",
+               "grapes harvest", "extra runners medals", "airport runway noise"]
+
+    def searcher(n: int) -> None:
+        i = n
+        while not done.is_set():
+            q = queries[i % len(queries)]
+            i += 1
+            try:
+                check_hits(idx, idx.search(q, k=K), versions)
+                searches[0] += 1
+            except Exception as e:  # noqa: BLE001 - collected and reported below
+                errors.append(f"{q!r}: {type(e).__name__}: {e}")
+                if len(errors) > 20:
+                    return
+
+    def writer() -> None:
+        try:
+            for g in range(1, generations + 1):
+                write_live(corpus, g)
+                (corpus / f"extra{g}.txt").write_text(extra(g))
+                if g > 2:
+                    (corpus / f"extra{g - 2}.txt").unlink()
+                idx.add([corpus], sync=True, progress=False)
+                if g % 3 == 0:
+                    assert idx.remove([f"extra{g}.txt"]) == 1
+        except Exception as e:  # noqa: BLE001
+            errors.append(f"writer {type(e).__name__}: {e}")
+        finally:
+            done.set()
+
+    threads = [threading.Thread(target=searcher, args=(n,)) for n in range(3)]
+    threads.append(threading.Thread(target=writer))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, f"{len(errors)} bad results, e.g. {errors[:3]}"
+    assert searches[0] > 3 * generations, searches[0]
+    ids = {a.id for a in idx.articles()}
+    # extra6 was removed by id, re-added by the next sync (its file was still there), and
+    # removed for good when its file went; extra7 and extra8 remain.
+    assert ids == {f"topic{i}.txt" for i in range(8)} | {f"live{j}.txt" for j in range(LIVE)} \
+        | {"extra7.txt", "extra8.txt"}
+    idx.close()
+
+
+# -- a second process searching while the first writes ---------------------------------------
+READER = """\
+import json, re, sys, time
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from fakes import FakeEmbedder
+from rag.index import Index
+
+index, stop, k = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+idx = Index.load(index, embedder=FakeEmbedder())
+out = {{"searches": 0, "errors": [], "generations": [], "with_live": 0}}
+last = -1
+print("ready", flush=True)
+while not stop.exists():
+    try:
+        hits = idx.search("bulletin harbour ferries tide moorings", k=k)
+        assert len(hits) == k, f"{{len(hits)}} hits"
+        assert len({{h.chunk_id for h in hits}}) == k, "a chunk twice"
+        rows = idx.store.chunks([h.chunk_id for h in hits])
+        for h in hits:
+            assert h.chunk_id in rows and rows[h.chunk_id].text == h.text, \\
+                f"{{h.article_id}}: hit text is not its chunk's text (versions mixed)"
+        gens = {{int(m) for h in hits if h.article_id.startswith("live")
+                for m in re.findall(r"Gen(\\d+) bulletin", h.text)}}
+        assert len(gens) <= 1, f"two versions in one result: generations {{sorted(gens)}}"
+        if gens:
+            g = gens.pop()
+            assert g >= last, f"went back from generation {{last}} to {{g}}"
+            last = g
+            out["with_live"] += 1
+            if g not in out["generations"]:
+                out["generations"].append(g)
+        out["searches"] += 1
+    except Exception as e:
+        out["errors"].append(f"{{type(e).__name__}}: {{e}}")
+        if len(out["errors"]) > 20:
+            break
+print(json.dumps(out), flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_second_process_searches_while_first_writes(tmp_path: Path) -> None:
+    corpus = write_base(tmp_path / "corpus")
+    index = tmp_path / "index"
+    idx = Index.build([corpus], path=index, embedder=FakeEmbedder(), progress=False)
+    script, stop = tmp_path / "reader.py", tmp_path / "stop"
+    script.write_text(READER.format(tests=str(TESTS)))
+    reader = subprocess.Popen([sys.executable, str(script), str(index), str(stop), str(K)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert reader.stdout is not None
+        assert reader.stdout.readline().strip() == "ready"
+        generations = 10
+        for g in range(1, generations + 1):
+            write_live(corpus, g)
+            if g % 2:
+                (corpus / f"extra{g}.txt").write_text(article(f"Extra {g}", TOPICS[g % 8][1], 6))
+            elif (corpus / f"extra{g - 1}.txt").exists():
+                (corpus / f"extra{g - 1}.txt").unlink()
+            idx.add([corpus], sync=True, progress=False)
+            time.sleep(0.2)  # let the reader search this version too
+        time.sleep(0.5)
+        stop.touch()
+        out, err = reader.communicate(timeout=60)
+    finally:
+        reader.kill()
+        idx.close()
+    result = json.loads(out.strip().splitlines()[-1])
+    assert not result["errors"], f"{len(result['errors'])} bad results, e.g. {result['errors'][:3]}"
+    assert result["searches"] >= 20, result
+    assert result["with_live"] >= result["searches"] // 2, result
+    seen = result["generations"]
+    assert seen == sorted(seen) and len(seen) >= 3 and seen[-1] == generations, seen
+
+
+# -- two writers ---------------------------------------------------------------------------
+DRIVER = """\
+import sys
+sys.path.insert(0, {tests!r})
+from fakes import FakeEmbedder
+import rag.cli
+assert hasattr(rag.cli, "_embedder"), "rag.cli._embedder moved: update the test driver"
+rag.cli._embedder = lambda args: FakeEmbedder()
+sys.exit(rag.cli.main(sys.argv[1:]))
+"""
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> list[str]:
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER.format(tests=str(TESTS)))
+    return [sys.executable, str(script)]
+
+
+def env(**extra: str) -> dict[str, str]:
+    out = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+    out.update(extra)
+    return out
+
+
+def holdings(index: Path) -> dict[str, tuple[str, int]]:
+    idx = Index.load(index, embedder=FakeEmbedder())
+    try:
+        state = {a.id: (a.content_hash, a.chunks) for a in idx.articles()}
+        derived = idx._current()  # what searches use: exactly the live chunks
+        n = sum(c for _, c in state.values())
+        assert derived.vectors.size == len(derived.lexical.ids) == n
+        _, ids = derived.vectors.search(idx.embedder.embed(["harbour"])[0], n + 5)
+        assert len(set(ids.tolist())) == n
+        assert len(idx.search("harbour ferries", k=K)) == K
+        return state
+    finally:
+        idx.close()
+
+
+def reference(corpus: Path, tmp: Path) -> dict[str, tuple[str, int]]:
+    idx = Index.build([corpus], path=tmp, embedder=FakeEmbedder(), progress=False)
+    idx.close()
+    return holdings(tmp)
+
+
+def start_paused(cmd: list[str], wait: float) -> subprocess.Popen[str]:
+    """Start an indexing process and return once it holds the write lock (it pauses at the
+    embedding fault point for `wait` seconds)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env(RAG_FAULT_POINT="embedding", RAG_FAULT_WAIT=str(wait)))
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if "RAG_FAULT_POINT reached: embedding" in line:
+            return proc
+    proc.kill()
+    raise AssertionError("the first writer never reached its pause")
+
+
+@pytest.mark.slow
+def test_two_indexers_started_together(tmp_path: Path, cli: list[str]) -> None:
+    corpus, index = write_base(tmp_path / "corpus"), tmp_path / "index"
+    cmd = [*cli, "index", str(corpus), "--index", str(index), "-q"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=env()) for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [e for _, e in outs]
+    added = sorted(int(re.match(r"(\d+) added", o).group(1)) for o, _ in outs)  # type: ignore[union-attr]
+    assert added == [0, len(TOPICS) + LIVE]  # one did the work, the other found it done
+    assert holdings(index) == reference(corpus, tmp_path / "ref")
+
+
+@pytest.mark.slow
+def test_second_indexer_waits_for_the_first(tmp_path: Path, cli: list[str]) -> None:
+    corpus, index = write_base(tmp_path / "corpus"), tmp_path / "index"
+    cmd = [*cli, "index", str(corpus), "--index", str(index), "-q"]
+    first = start_paused(cmd, wait=3)
+    second = subprocess.run(cmd, capture_output=True, text=True, env=env(), timeout=120)
+    out1, err1 = first.communicate(timeout=60)
+    assert first.returncode == 0, err1
+    assert second.returncode == 0, second.stderr
+    assert out1.startswith(f"{len(TOPICS) + LIVE} added")
+    assert second.stdout.startswith("0 added"), second.stdout  # it waited, then saw the work
+    assert holdings(index) == reference(corpus, tmp_path / "ref")
+
+
+@pytest.mark.slow
+def test_second_indexer_fails_clearly_when_the_lock_is_held(tmp_path: Path,
+                                                            cli: list[str]) -> None:
+    corpus, index = write_base(tmp_path / "corpus"), tmp_path / "index"
+    idx = Index.build([corpus], path=index, embedder=FakeEmbedder(), progress=False)
+    idx.close()
+    before = holdings(index)
+    write_live(corpus, 1)
+    cmd = [*cli, "index", str(corpus), "--index", str(index), "-q"]
+    first = start_paused(cmd, wait=60)
+    try:
+        # The library: a short timeout raises IndexLockedError with a message saying why.
+        other = Index.open(index, embedder=FakeEmbedder())
+        with pytest.raises(IndexLockedError, match="another process is writing"):
+            other.add([corpus], progress=False, lock_timeout=0.5)
+        other.close()
+        # The CLI waits its 10 s, then fails with that message as one line, exit status 1.
+        second = subprocess.run(cmd, capture_output=True, text=True, env=env(), timeout=120)
+        assert second.returncode == 1
+        assert second.stderr.startswith("error: another process is writing to the index")
+        assert second.stderr.count("\n") == 1
+        assert first.poll() is None  # the first writer was never disturbed
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    assert holdings(index) == before  # killed before its commit: the old state, intact
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env(), timeout=120)
+    assert done.returncode == 0 and done.stdout.startswith(f"0 added, {LIVE} updated"), done.stdout
+    assert holdings(index) == reference(corpus, tmp_path / "ref")
