@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from .answer_types import Answer, Citation
-from .chat import Turn, contextual_query
+from .chat import Turn, contextual_query, is_follow_up
 from .dates import display_date, wants_latest, year_range
 from .errors import InputError, LLMError
 from .extractive import missing_names, score_sentences, select
@@ -84,8 +84,11 @@ def answer_stream(
         raise InputError(f"unknown answer mode {mode!r}; use 'extractive' or 'llm'")
     if mode == "llm" and llm is None:
         raise InputError("LLM mode needs an endpoint: set RAG_LLM_BASE_URL and RAG_LLM_MODEL")
+    query = None
+    if mode == "llm" and history and is_follow_up(question):
+        query = _llm_rewrite(question, history, llm)
     hits = retrieve(question, index, history=history, k=k, published_after=published_after,
-                    published_before=published_before, sources=sources)
+                    published_before=published_before, sources=sources, query=query)
     if mode == "llm":
         try:
             yield from _llm_stream(question, hits, index, history, llm)
@@ -114,10 +117,10 @@ def _clean_question(question: str) -> str:
 
 def retrieve(question: str, index: Index, *, history: Sequence[Turn] = (), k: int = 5,
              published_after: str | None = None, published_before: str | None = None,
-             sources: Sequence[str] | None = None) -> list[Hit]:
+             sources: Sequence[str] | None = None, query: str | None = None) -> list[Hit]:
     """The passages an answer draws on: follow-ups searched with their context, explicit
     years filtered on, and "latest" questions preferring newer articles among close hits."""
-    query = contextual_query(question, history)
+    query = query or contextual_query(question, history)
     years = year_range(question)
     if years and not (published_after or published_before):
         hits = index.search(query, k=k, published_after=years[0], published_before=years[1],
@@ -185,6 +188,17 @@ def _abstain(question: str, hits: Sequence[Hit], confidence: float, mode: str = 
             lines.append(f"- {h.title}{f' ({when})' if when else ''}: \u201c{snippet}\u2026\u201d")
     return Answer(question=question, text="\n".join(lines), citations=(), hits=tuple(hits),
                   abstained=True, mode=mode, confidence=round(confidence, 4), dropped=dropped)
+
+
+def _llm_rewrite(question: str, history: Sequence[Turn], llm: Any) -> str | None:
+    """A standalone search query written by the LLM; None (use the heuristic) if it fails."""
+    from .prompt import clean_rewrite, rewrite_messages
+
+    try:
+        reply = "".join(llm.generate(rewrite_messages(question, history)))
+    except LLMError:
+        return None
+    return clean_rewrite(reply, fallback=contextual_query(question, history)) or None
 
 
 def _llm_stream(question: str, hits: Sequence[Hit], index: Index, history: Sequence[Turn],

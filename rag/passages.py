@@ -37,10 +37,10 @@ def passages(hits: Sequence[Hit], store: Store, k: int, spec: PassageSpec = Pass
                 start, end = min(p.start, h.start), max(p.end, h.end)
                 if end - start <= spec.max_chars:
                     chosen[i] = replace(p, start=start, end=end)
-                break
+                    break
         else:
             if len(chosen) < k:
-                chosen.append(h)
+                chosen.append(h)  # too far to fold in: its own passage (made disjoint below)
     if spec.neighbors <= 0:
         return [_with_text(p, store) for p in chosen] if chosen else []
     out = []

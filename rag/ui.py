@@ -31,6 +31,7 @@ from .answer import answer_stream
 from .answer_types import Answer, Citation
 from .articles import SUPPORTED_SUFFIXES
 from .dates import display_date
+from .embedding import Embedder
 from .errors import InputError, RagError
 from .hits import Hit
 from .index import Index
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 _DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")
 _UNSAFE_NAME = re.compile(r"[^\w.\- ]+")
+_MD_LINK = re.compile(r"\]([(:\[])")  # [text](url), ![alt](src), [ref]: url, [text][ref]
 _DELAY = 0.5  # seconds between "still indexing" updates
 
 # ----------------------------------------------------------------------------------------
@@ -111,8 +113,13 @@ def _esc(text: object) -> str:
 
 
 def chat_text(text: str) -> str:
-    """Answer or question text for the Chatbot: HTML escaped (it renders Markdown)."""
-    return html.escape(text, quote=False)
+    """Answer or question text for the Chatbot, which renders Markdown: HTML escaped, and
+    Markdown links and images shown as text (an article must not load or hide a URL).
+
+    >>> chat_text("<b>hi</b> ![x](http://e/t.png) [1]")
+    '&lt;b&gt;hi&lt;/b&gt; ![x]\\\\(http://e/t.png) [1]'
+    """
+    return _MD_LINK.sub(r"]\\\1", html.escape(text, quote=False))
 
 
 def _where(c: Citation | Hit) -> str:
@@ -172,6 +179,41 @@ def highlight(passage: str, spans: Sequence[tuple[int, int, int]]) -> str:
     return "".join(out)
 
 
+def excerpt(passage: str, spans: Sequence[tuple[int, int, int]],
+            context: int = 260) -> tuple[str, list[tuple[int, int, int]]]:
+    """Trim a long passage to the quoted spans plus about `context` characters either side,
+    cut at a line or sentence break where one is near (else between words); "…" marks
+    what was cut.
+
+    >>> excerpt("One. Two. Three. Four.", [(5, 9, 1)], context=3)
+    ('… Two. …', [(2, 6, 1)])
+    """
+    if not spans:
+        return passage, []
+    lo, hi = min(s for s, _, _ in spans), max(e for _, e, _ in spans)
+    a, b = max(0, lo - context), min(len(passage), hi + context)
+    if a > 0:
+        breaks = [i + 1 for i in (passage.find("\n", a, lo), passage.find(". ", a, lo)) if i >= 0]
+        a = min(breaks) if breaks else max(passage.find(" ", a, lo), a - 1) + 1
+    if b < len(passage):
+        breaks = [i + 1 for i in (passage.rfind("\n", hi, b), passage.rfind(". ", hi, b))
+                  if i >= 0]
+        b = max(breaks) if breaks else (passage.rfind(" ", hi, b) if " " in passage[hi:b] else b)
+    head, tail = ("… " if a > 0 else ""), (" …" if b < len(passage) else "")
+    body = passage[a:b]
+    strip = len(body) - len(body.lstrip())
+    body = body.strip()
+    shift = len(head) - a - strip
+    return head + body + tail, [(s + shift, e + shift, n) for s, e, n in spans]
+
+
+def _clip(text: str, limit: int = 420) -> str:
+    if len(text) <= limit:
+        return text
+    cut = text.rfind(" ", 0, limit)
+    return text[: cut if cut > 0 else limit] + " …"
+
+
 def _card(numbers: str, item: Citation | Hit, body: str) -> str:
     return (f'<div class="rag-source" data-testid="rag-source"><div class="rag-head">'
             f'<span class="rag-n">{numbers}</span> <span class="rag-title">'
@@ -186,12 +228,13 @@ def sources_html(ans: Answer, passage: Callable[[Citation], tuple[str, int]]) ->
     `passage(c)` gives the text the citation sits in and that text's offset in the article.
     An abstention shows as such, with the nearest passages.
     """
-    parts = [f'<div class="rag-question">Sources for: {_esc(ans.question)}</div>']
+    parts = [f'<div class="rag-question"><b>Sources</b> for \u201c{_esc(ans.question)}\u201d'
+             "</div>"]
     if ans.abstained:
         parts.append('<div class="rag-abstained" data-testid="rag-abstained"><b>Not in the '
                      "articles.</b> None of the indexed articles answers this; the nearest "
                      "passages were:</div>")
-        parts += [_card(f"#{h.rank}", h, _esc(h.text)) for h in ans.hits[:3]]
+        parts += [_card(f"#{h.rank}", h, _esc(_clip(h.text))) for h in ans.hits[:3]]
     groups: dict[tuple[str, str, int], list[Citation]] = {}
     for c in ans.citations:
         text, base = passage(c)
@@ -205,7 +248,7 @@ def sources_html(ans: Answer, passage: Callable[[Citation], tuple[str, int]]) ->
             if start >= 0:
                 spans.append((start, start + len(c.quote), c.n))
         numbers = "".join(f"[{c.n}]" for c in cs)
-        parts.append(_card(numbers, cs[0], highlight(text, spans)))
+        parts.append(_card(numbers, cs[0], highlight(*excerpt(text, spans))))
     parts += [f'<div class="rag-note">Note: {_esc(n)}</div>' for n in ans.notes]
     if ans.dropped:
         parts.append(f'<div class="rag-note">{len(ans.dropped)} sentence(s) of the LLM reply '
@@ -248,11 +291,12 @@ class Service:
     """The index over `corpus` plus uploads, built in the background on `start()`."""
 
     def __init__(self, index_dir: str | os.PathLike[str], corpus: str | os.PathLike[str] | None,
-                 llm: Any = None) -> None:
+                 llm: Any = None, embedder: Embedder | None = None) -> None:
         self.index_dir = Path(index_dir)
         self.corpus = Path(corpus) if corpus else None
         self.uploads = self.index_dir / "uploads"
         self.llm = llm
+        self.embedder = embedder  # None: the index's own model
         self.ready = threading.Event()
         self.status = "Opening the index…"
         self._idx: Index | None = None
@@ -263,7 +307,7 @@ class Service:
 
     def _prepare(self) -> None:
         try:
-            idx = Index.open(self.index_dir)
+            idx = Index.open(self.index_dir, embedder=self.embedder)
             if self.corpus is not None and self.corpus.exists():
                 self.status = f"Indexing {self.corpus}…"
                 print(f"indexing {self.corpus} into {self.index_dir} …", file=sys.stderr)
@@ -274,12 +318,7 @@ class Service:
                       f"{r.unchanged} unchanged ({r.seconds:.1f} s)", file=sys.stderr)
             self.status = "Loading the embedding model…"
             idx.embedder.embed(["warm up"])  # the first question should not wait for it
-            articles, chunks = idx.store.counts()
-            where = f" from {self.corpus} and uploads" if self.corpus else ""
-            self.status = (f"Ready: {_count(articles, 'article')}, "
-                           f"{_count(chunks, 'passage')} indexed{where}.")
-            if self.corpus is not None and not self.corpus.exists():
-                self.status += f" (No folder {self.corpus}: add articles in the Articles tab.)"
+            self.status = "Ready."
             self._idx = idx
         except Exception as e:
             self._error = str(e) if isinstance(e, RagError) else f"{type(e).__name__}: {e}"
@@ -290,6 +329,16 @@ class Service:
 
     def _progress(self, done: int, total: int, name: str) -> None:
         self.status = f"Indexing {self.corpus}: {done} of {total} files ({Path(name).name})"
+
+    def summary(self) -> str:
+        """One line for the top of the page: progress, an error, or what the index holds."""
+        if not self.ready.is_set() or self._idx is None:
+            return self.status
+        s = self._idx.stats()
+        text = f"Ready: {_count(s.articles, 'article')}, {_count(s.chunks, 'passage')} indexed"
+        if self.corpus is not None and not self.corpus.exists():
+            return text + f". No folder {self.corpus}: add articles in the Articles tab."
+        return text + (f" (from {self.corpus} and uploads)." if self.corpus else ".")
 
     @property
     def error(self) -> str | None:
@@ -344,7 +393,9 @@ class Service:
         idx = self.index()
         self.uploads.mkdir(parents=True, exist_ok=True)
         root = self.uploads.resolve()
-        before = {a.id: a for a in idx.articles()}
+        infos = idx.articles()
+        before = {a.id: a for a in infos}
+        old = _by_path(infos)
         rows: list[tuple[str, str]] = []
         saved: dict[Path, tuple[str, bool]] = {}  # target -> (name, newly created)
         for src in files:
@@ -372,23 +423,23 @@ class Service:
             rows.append((name, f"skipped: {why}"))
         if saved:
             report = idx.add(list(saved), progress=progress or False)
-            skipped = {Path(s.path.split(":")[0]).resolve(): s.reason for s in report.skipped}
-            after = {a.id: a for a in idx.articles()}
+            reasons: dict[Path, list[str]] = {}
+            for sk in report.skipped:  # JSONL lines come as "path:line"
+                p = Path(sk.path)
+                key = p if p.resolve() in saved else Path(sk.path.rsplit(":", 1)[0])
+                reasons.setdefault(key.resolve(), []).append(sk.reason)
+            after = _by_path(idx.articles())
             for target, (name, fresh) in saved.items():
-                if target in skipped:
-                    rows.append((name, f"skipped: {skipped[target]}"))
+                why = "; ".join(reasons.get(target, []))
+                if target not in after:
+                    rows.append((name, f"skipped: {why or 'no article found'}"))
                     if fresh:
                         target.unlink(missing_ok=True)
-                elif name not in before:
-                    rows.append((name, f"added ({_count(after[name].chunks, 'passage')})"
-                                 if name in after else "added"))
-                elif name in after and after[name].content_hash != before[name].content_hash:
-                    rows.append((name, "updated"))
-                else:
-                    rows.append((name, "unchanged (already indexed)"))
-        articles, chunks = idx.store.counts()
+                    continue
+                rows.append((name, _file_report(old.get(target, {}), after[target], why)))
+        st = idx.stats()
         lines = [f"- `{_esc(n)}`: {_esc(what)}" for n, what in rows]
-        total = f"The index now holds {_count(articles, 'article')}, {_count(chunks, 'passage')}."
+        total = f"The index now holds {_count(st.articles, 'article')}, {_count(st.chunks, 'passage')}."
         return "\n".join([*lines, "", total])
 
     def remove(self, article_ids: Sequence[str]) -> str:
@@ -399,11 +450,13 @@ class Service:
         unknown = [i for i in article_ids if i not in infos]
         idx.remove(known)
         root = self.uploads.resolve()
+        still = _by_path(idx.articles())
         lines = []
         for i in known:
             path = infos[i].path
             if _inside(path, root):
-                Path(path or "").unlink(missing_ok=True)
+                if Path(path or "").resolve() not in still:  # a JSONL file may hold more
+                    Path(path or "").unlink(missing_ok=True)
                 lines.append(f"- removed {_esc(infos[i].title or i)}")
             else:
                 lines.append(f"- removed {_esc(infos[i].title or i)} (its file is in the corpus "
@@ -431,6 +484,30 @@ class Service:
 
 def _inside(path: str | None, root: Path) -> bool:
     return bool(path) and Path(path or "").resolve().parent == root
+
+
+def _by_path(infos: Sequence[Any]) -> dict[Path, dict[str, Any]]:
+    """Indexed articles grouped by their (resolved) file: {path: {id: ArticleInfo}}."""
+    out: dict[Path, dict[str, Any]] = {}
+    for a in infos:
+        if a.path:
+            out.setdefault(Path(a.path).resolve(), {})[a.id] = a
+    return out
+
+
+def _file_report(old: dict[str, Any], new: dict[str, Any], skipped: str) -> str:
+    """What indexing one uploaded file did, e.g. "added 1 article (3 passages)"."""
+    added = [a for i, a in new.items() if i not in old]
+    updated = [a for i, a in new.items() if i in old and a.content_hash != old[i].content_hash]
+    parts = []
+    if added:
+        passages = _count(sum(a.chunks for a in added), "passage")
+        parts.append(f"added {_count(len(added), 'article')} ({passages})")
+    if updated:
+        parts.append(f"updated {_count(len(updated), 'article')}")
+    if unchanged := len(new) - len(added) - len(updated):
+        parts.append(f"{_count(unchanged, 'article')} already indexed")
+    return ", ".join(parts) + (f"; skipped: {skipped}" if skipped else "")
 
 
 def _count(n: int, noun: str) -> str:
@@ -479,10 +556,9 @@ def build(service: Service) -> gr.Blocks:
 
     modes = ["extractive", "llm"] if service.llm else ["extractive"]
 
-    def status() -> tuple[Any, ...]:
+    def poll() -> tuple[Any, ...]:
         ready = service.ready.is_set()  # read once: the lists must match the timer's state
-        lists = refresh() if ready else (gr.skip(), gr.skip(), gr.skip())
-        return (_esc(service.status), gr.Timer(active=not ready), *lists)
+        return (gr.Timer(active=not ready), *refresh())
 
     def respond(message: str, chat: list[dict[str, str]], history: list[tuple[str, str]],
                 k: float, after: str, before: str, mode: str) -> Iterator[tuple[Any, ...]]:
@@ -493,7 +569,7 @@ def build(service: Service) -> gr.Blocks:
         chat = [*chat, {"role": "user", "content": chat_text(message)},
                 {"role": "assistant", "content": "…"}]
         while not service.ready.wait(_DELAY):
-            chat[-1] = {"role": "assistant", "content": f"_{_esc(service.status)}_ — the "
+            chat[-1] = {"role": "assistant", "content": f"_{_esc(service.summary())}_ — the "
                         "answer follows when the index is ready."}
             yield chat, gr.skip(), history, ""
         yield chat, gr.skip(), history, ""
@@ -547,19 +623,21 @@ def build(service: Service) -> gr.Blocks:
                  "source": a.source or "", "url": a.url or ""}
                 for a in service.index().articles()]
 
-    def refresh() -> tuple[Any, Any, str]:
+    def refresh() -> tuple[Any, ...]:
+        """The status line, article table, removal choices and index stats, as they are now."""
+        status = _esc(service.summary())
         if not service.ready.is_set() or service.error:
-            return gr.skip(), gr.skip(), _esc(service.status)
+            return status, gr.skip(), gr.skip(), status
         infos = service.index().articles()
         choices = [(f"{a.title or a.id} ({display_date(a.published) or 'undated'})", a.id)
                    for a in infos]
-        return ([_article_row(a) for a in infos], gr.Dropdown(choices=choices, value=[]),
+        return (status, [_article_row(a) for a in infos], gr.Dropdown(choices=choices, value=[]),
                 service.stats_markdown())
 
     with gr.Blocks(title="Ask the news", analytics_enabled=False) as demo:
         gr.Markdown("## Ask the news\nAnswers quote the indexed articles; every [n] is checked "
                     "against the passage it cites, shown on the right.")
-        status_md = gr.Markdown(_esc(service.status), elem_id="rag-status")
+        status_md = gr.Markdown(_esc(service.summary()), elem_id="rag-status")
         timer = gr.Timer(1.0)
         history = gr.State([])
         with gr.Tabs():
@@ -605,13 +683,12 @@ def build(service: Service) -> gr.Blocks:
             with gr.Tab("Index") as index_tab:
                 stats = gr.Markdown()
 
-        lists = [table, chosen, stats]
-        timer.tick(status, outputs=[status_md, timer, *lists], api_visibility="private",
+        lists = [status_md, table, chosen, stats]
+        timer.tick(poll, outputs=[timer, *lists], api_visibility="private",
                    show_progress="hidden")
-        msg.submit(respond,
-              inputs=[msg, chatbot, history, k, after, before, mode],
-              outputs=[chatbot, sources, history, msg], api_visibility="private",
-              show_progress="hidden")
+        msg.submit(respond, inputs=[msg, chatbot, history, k, after, before, mode],
+                   outputs=[chatbot, sources, history, msg], api_visibility="private",
+                   show_progress="hidden")
         chatbot.clear(lambda: ([], EMPTY_SOURCES), outputs=[history, sources],
                       api_visibility="private")  # the bin icon starts a new conversation
         files.upload(upload, inputs=[files], outputs=[report], api_name="upload").then(

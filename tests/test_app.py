@@ -44,12 +44,13 @@ def app_env(tmp_path: Path) -> dict[str, str]:
 
 def start_app(tmp_path: Path, corpus: Path, args: Sequence[str] = (),
               timeout: float = 120.0) -> tuple[subprocess.Popen[bytes], str]:
-    """Start `python app.py` on a free port; return it and its URL once it answers HTTP."""
+    """Start `python app.py` in `tmp_path` on a free port (index in tmp_path/index); return
+    the process and its URL once it answers HTTP."""
     port = free_port()
     log = open(tmp_path / "app.log", "wb")  # closed when the process is
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "app.py"), "--port", str(port),
-         "--index", str(tmp_path / "index"), "--corpus", str(corpus), *args],
+         "--index", "index", "--corpus", os.path.relpath(corpus, tmp_path), *args],
         cwd=tmp_path, env=app_env(tmp_path), stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + timeout
@@ -80,7 +81,7 @@ def read_log(tmp_path: Path) -> str:
 
 
 def seed_corpus(tmp_path: Path) -> Path:
-    corpus = tmp_path / "corpus"
+    corpus = tmp_path / "seeds"
     shutil.copytree(ROOT / "seeds", corpus)
     return corpus
 
@@ -209,3 +210,59 @@ def test_abstention_shows_nearest_passages() -> None:
     assert "Harbour &lt;i&gt;news&lt;/i&gt;" in out and "Cranes &lt;b&gt;lifted&lt;/b&gt;" in out
     assert 'href="https://example.org/a?b=1&amp;c=2"' in out and "undated" in out
     assert "<mark>" not in out
+
+
+# -- uploads and removal through the real Service (fake embedder: no model load) ---------------
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[object]:
+    from fakes import FakeEmbedder
+
+    from rag.ui import Service
+
+    svc = Service(tmp_path / "index", seed_corpus(tmp_path), embedder=FakeEmbedder())
+    svc.start()
+    svc.index()  # waits for the start-up build
+    yield svc
+    svc.index().close()
+
+
+def test_upload_report_and_removal(service: object, tmp_path: Path) -> None:
+    from rag.ui import Service
+
+    assert isinstance(service, Service)
+    assert service.error is None
+    assert service.summary().startswith("Ready: 1 article, ")
+    up = tmp_path / "up"
+    up.mkdir()
+    (up / "zorbex.txt").write_text(ZORBEX, encoding="utf-8")
+    (up / "mixed.jsonl").write_text(
+        '{"id": "j1", "title": "Quarry news", "text": "The quarry closed in May."}\n'
+        "not json\n", encoding="utf-8")
+    (up / "empty.md").write_text("   \n", encoding="utf-8")
+    (up / "000_1511c0eeef884a91.txt").write_text("Clash\nSame name as the seed.\n")
+    (up / "notes.pdf").write_bytes(b"%PDF")
+    evil = up / "..%2F..%2Fevil.txt"
+    evil.write_text("Evil\nA file that wants out of the upload folder.\n")
+    files = sorted(str(p) for p in up.iterdir())
+
+    report = service.add_files(files)
+    lines = dict(line[3:].split("`: ", 1) for line in report.splitlines() if line.startswith("- `"))
+    assert lines["zorbex.txt"] == "added 1 article (1 passage)"
+    assert lines["mixed.jsonl"].startswith("added 1 article (1 passage); skipped: line 2: invalid")
+    assert lines["empty.md"] == "skipped: empty file"
+    assert lines["000_1511c0eeef884a91.txt"].startswith("skipped: an article from the corpus")
+    assert lines["notes.pdf"].startswith("skipped: unsupported file type")
+    assert lines["_2F.._2Fevil.txt"] == "added 1 article (1 passage)"  # '%' replaced
+    uploads = tmp_path / "index" / "uploads"
+    assert sorted(p.name for p in uploads.iterdir()) == ["_2F.._2Fevil.txt", "mixed.jsonl",
+                                                         "zorbex.txt"]
+    assert "The index now holds 4 articles" in report
+    assert service.add_files([str(up / "zorbex.txt")]).startswith(
+        "- `zorbex.txt`: 1 article already indexed")
+
+    out = service.remove(["zorbex.txt", "j1", "000_1511c0eeef884a91.txt", "nope"])
+    assert "- removed Zorbex Bridge Reopens in Lindqvist\n" in out
+    assert "it comes back at the next start" in out  # the seed's file is in the corpus
+    assert "- `nope`: no such article" in out
+    assert sorted(p.name for p in uploads.iterdir()) == ["_2F.._2Fevil.txt"]
+    assert [a.id for a in service.index().articles()] == ["_2F.._2Fevil.txt"]

@@ -28,7 +28,7 @@ SCREENSHOT = bool(os.environ.get("RAG_SCREENSHOT"))
 XSS_ARTICLE = """Published 09:00 IST, June 30th 2024
 <script>window.__xss=1</script>Glorpton Harbour Report <img src=x onerror="window.__xss=2">
 The Glorpton harbour crane <img src=x onerror="window.__xss=2"> lifted 7,300 containers in \
-June, a record for the port. <script>window.__xss=1</script>
+June, a record for the port ![t](http://127.0.0.1:9/t.png). <script>window.__xss=1</script>
 Harbour officials said the crane ${window.__xss=3} will be serviced in July \
 {{constructor.constructor('window.__xss=4')()}} before the autumn season.
 """
@@ -101,6 +101,7 @@ def test_chat_in_browser(app: str, browser: Any, tmp_path: Path) -> None:
     answer = ask(page, "How many containers did the Glorpton harbour crane lift in June?", 2)
     assert "7,300 containers" in answer.inner_text()
     assert '<img src=x onerror="window.__xss=2">' in answer.inner_text()
+    assert answer.locator("img, script, a").count() == 0  # not even a Markdown image
     card = page.locator('[data-testid="rag-source"]').first
     assert "<script>window.__xss=1</script>Glorpton Harbour Report" in card.inner_text()
     assert "7,300 containers" in card.locator("mark").first.inner_text()

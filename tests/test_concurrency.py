@@ -104,8 +104,7 @@ def test_searches_in_threads_while_another_thread_writes(tmp_path: Path) -> None
     for g in range(generations + 1):
         write_live(scratch, g)
         (scratch / f"extra{g}.txt").write_text(extra(g))
-    for folder in (corpus, scratch):
-        for a in iter_articles([folder]):
+        for a in iter_articles([corpus, scratch]):
             assert isinstance(a, Article)
             versions.setdefault(a.id, set()).add(a.text)
 

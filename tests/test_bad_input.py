@@ -1,0 +1,339 @@
+"""Bad input through the real CLI: the nasty folder, huge files, hostile questions.
+
+Expectations: every good file indexed, every bad one reported on stderr with its reason,
+exit status 3 ("partial") distinct from 1 ("failed") and 0 ("ok"), memory bounded, and
+questions that are empty, huge, punctuation, foreign or full of terminal escapes get an
+answer or a one-line error, never a crash. Article text is untrusted: terminal control
+sequences never reach the terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rag.answer_types import Answer
+from rag.articles import Article, Skipped, iter_articles
+from rag.embedding import DEFAULT_MODEL
+from rag.errors import RagError
+
+TESTS = Path(__file__).resolve().parent
+NASTY = TESTS / "data" / "nasty"
+GB = 1 << 30
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # what a terminal could act on
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+    max_rss: int  # bytes, this child only
+
+
+def run(cmd: list[str], tmp: Path, timeout: float = 900) -> Run:
+    """Run `cmd` and measure its own peak RSS (wait4 on the child, not RUSAGE_CHILDREN's
+    maximum over every child the test session has had)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+    out, err = tmp / "stdout", tmp / "stderr"
+    with open(out, "wb") as o, open(err, "wb") as e:
+        proc = subprocess.Popen(cmd, stdout=o, stderr=e, env=env)
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        except BaseException:
+            proc.kill()
+            raise
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    return Run(proc.returncode, out.read_text(errors="replace"), err.read_text(errors="replace"),
+               usage.ru_maxrss * 1024)
+
+
+RAG = [sys.executable, "-m", "rag"]
+
+ESCAPES_JSONL = [
+    {"id": "esc-1", "title": "Harbour master \u001b[2Jwarns of \u001b]0;owned\u0007storms",
+     "text": "The harbour master \u001b[31msaid\u001b[0m the breakwater held during the storm. "
+             "Crews were told to \u009b2Jdouble their mooring lines before the weekend.",
+     "url": "https://example.org/harbour\u001b]8;;https://evil.example\u0007",
+     "source": "Coast \u001b[5mNews", "published": "2025-03-03"},
+]
+ESCAPES_TXT = ("Lighthouse\u001b[8m keeper\u001b[0m retires\n\nThe keeper of the north "
+               "lighthouse\u001b[1A\u001b[2K retired after forty years of service.\n")
+
+
+@pytest.fixture(scope="module")
+def nasty_index(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Run]:
+    """The nasty folder plus a folder of escape-laden articles, indexed by the real CLI."""
+    tmp = tmp_path_factory.mktemp("nasty")
+    extra = tmp / "extra"
+    extra.mkdir()
+    (extra / "escapes.jsonl").write_text(
+        "\n".join(json.dumps(o) for o in ESCAPES_JSONL) + "\n", encoding="utf-8")
+    (extra / "escapes.txt").write_text(ESCAPES_TXT, encoding="utf-8")
+    index = tmp / "index"
+    r = run([*RAG, "index", str(NASTY), str(extra), "--index", str(index), "--threads", "1",
+             "-q"], tmp)
+    return index, extra, r
+
+
+def expected(extra: Path) -> tuple[dict[str, Article], list[Skipped], list[Article]]:
+    """Good articles (first of each content hash), parse skips, and duplicates."""
+    good: dict[str, Article] = {}
+    skipped: list[Skipped] = []
+    dups: list[Article] = []
+    hashes: set[str] = set()
+    for item in iter_articles([NASTY, extra]):
+        if isinstance(item, Skipped):
+            skipped.append(item)
+        elif item.content_hash in hashes:
+            dups.append(item)
+        else:
+            hashes.add(item.content_hash)
+            good[item.id] = item
+    return good, skipped, dups
+
+
+def test_nasty_folder_is_partial_with_every_reason(nasty_index: tuple[Path, Path, Run]) -> None:
+    from rag.index import Index
+
+    index, extra, r = nasty_index
+    assert r.returncode == 3, r.stderr  # partial: distinct from 0 (ok) and 1 (failed)
+    good, skipped, dups = expected(extra)
+    m = re.match(r"(\d+) added, 0 updated, 0 removed, 0 unchanged, (\d+) skipped", r.stdout)
+    assert m, r.stdout
+    assert int(m.group(1)) == len(good)
+    assert int(m.group(2)) == len(skipped) + len(dups)
+
+    reported = [ln for ln in r.stderr.splitlines() if ln.startswith("skipped ")]
+    assert len(reported) == len(skipped) + len(dups), r.stderr
+    assert "Traceback" not in r.stderr
+    for s in skipped:
+        assert f"skipped {s.path}: {s.reason}" in reported, s
+    for d in dups:
+        assert any(ln.startswith(f"skipped {d.path}: duplicate of ") for ln in reported), d
+
+    # Independent of the parser's own verdicts: what a user expects from these files.
+    def reason(name: str) -> str:
+        return next(ln for ln in reported if ln.startswith(f"skipped {NASTY / name}"))
+
+    assert "empty" in reason("empty.txt")
+    assert "binary" in reason("binary.txt")
+    assert "unsupported" in reason("not_supported.pdf")
+    assert "no article text" in reason("script_only.html")
+    assert "duplicate of dup_a.txt" in reason("dup_b.txt")
+    assert "invalid JSON" in reason("broken.jsonl")
+    assert not any(".hidden" in ln for ln in reported)
+
+    idx = Index.load(index, embedder=_Named())
+    try:
+        indexed = {a.id: a for a in idx.articles()}
+        assert set(indexed) == set(good)
+        for aid, art in good.items():
+            assert indexed[aid].content_hash == art.content_hash
+            assert indexed[aid].chunks >= 1
+            stored = idx.article(aid)
+            assert stored.text == art.text and not CONTROL.search(stored.text.replace(
+                "\n", "").replace("\t", ""))
+        paths = {Path(a.path).relative_to(NASTY).as_posix() for a in indexed.values()
+                 if a.path and Path(a.path).is_relative_to(NASTY)}
+        for name in ("bom_crlf.txt", "utf16.txt", "cp1252.txt", "invalid_utf8.txt",
+                     "spoof.txt", "dossier é/naïve file.txt", "plain.md", "front_matter.md",
+                     "news.html", "list.json", "broken.jsonl", "dup_a.txt"):
+            assert name in paths, name
+        assert "dup_b.txt" not in paths and ".hidden.txt" not in paths
+        assert "\u201cquoted\u201d caf\u00e9" in idx.article("cp1252.txt").text
+        assert "\u202e" not in idx.article("spoof.txt").title
+    finally:
+        idx.close()
+
+
+def test_nasty_folder_memory_is_bounded(nasty_index: tuple[Path, Path, Run]) -> None:
+    *_, r = nasty_index
+    # The model alone is ~0.5 GB resident; a few tiny files must not add much to it.
+    assert r.max_rss < 1.5 * GB, f"peak RSS {r.max_rss / GB:.2f} GB"
+
+
+def test_reindexing_the_nasty_folder_changes_nothing(nasty_index: tuple[Path, Path, Run],
+                                                     tmp_path: Path) -> None:
+    """Idempotent and still partial: the same skips reported, nothing added or duplicated."""
+    index, extra, first = nasty_index
+    r = run([*RAG, "index", str(NASTY), str(extra), "--index", str(index), "--threads", "1",
+             "-q"], tmp_path)
+    assert r.returncode == 3
+    good, skipped, dups = expected(extra)
+    assert r.stdout.startswith(f"0 added, 0 updated, 0 removed, {len(good)} unchanged, "
+                               f"{len(skipped) + len(dups)} skipped"), r.stdout
+
+
+# -- huge files (the fake embedder: 60k real-model embeddings would take many minutes) ------
+DRIVER = """\
+import sys, zlib
+import numpy as np
+import rag.cli
+
+class Cheap:
+    \"\"\"A boundary fake that costs nothing per chunk: the test is about memory and files.\"\"\"
+    name, dim = "test/cheap", 64
+    def embed(self, texts):
+        out = np.stack([np.random.default_rng(zlib.crc32(t.encode())).standard_normal(64)
+                        for t in texts]).astype(np.float32) if texts else np.zeros((0, 64), np.float32)
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+assert hasattr(rag.cli, "_embedder"), "rag.cli._embedder moved: update the test driver"
+rag.cli._embedder = lambda args: Cheap()
+sys.exit(rag.cli.main(sys.argv[1:]))
+"""
+
+WORDS = ("council harbour minister election river village report police winter school "
+         "railway budget market storm bridge hospital strike farmers court museum airport "
+         "festival energy prices workers union coast ferry library vote mayor").split()
+
+
+def big_text(size: int, seed: int = 0) -> str:
+    """`size` characters of news-like prose: sentences of 12-40 words, paragraphs."""
+    rng = np.random.default_rng(seed)
+    parts: list[str] = []
+    n = 0
+    vocab = np.array(WORDS)
+    while n < size:
+        words = vocab[rng.integers(0, len(vocab), 4000)]
+        pos = 0
+        block = []
+        for length in rng.integers(12, 40, 150):
+            s = " ".join(words[pos:pos + length])
+            pos += length
+            block.append(s[:1].upper() + s[1:] + ".")
+        para = " ".join(block[:75]) + "\n\n" + " ".join(block[75:]) + "\n\n"
+        parts.append(para)
+        n += len(para)
+    return "Annual report of the county\n\n" + "".join(parts)[:size]
+
+
+def test_huge_files_are_indexed_with_bounded_memory(tmp_path: Path) -> None:
+    from rag.index import Index
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "big.txt").write_text(big_text(50 * 2**20))
+    rng = np.random.default_rng(1)
+    line = " ".join(np.array(WORDS)[rng.integers(0, len(WORDS), 2**20 // 6)])[:2**20]
+    (corpus / "one_line.txt").write_text(line)  # 1 MB, no newline, no punctuation
+    (corpus / "small.txt").write_text("Ferry strike\n\nFerry crews walked out on Monday.\n")
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER)
+    index = tmp_path / "index"
+
+    r = run([sys.executable, str(script), "index", str(corpus), "--index", str(index), "-q"],
+            tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "3 added" in r.stdout and "0 skipped" in r.stdout
+    # Text, chunk rows and vectors of 50 MB are held while the one transaction is built;
+    # a bound well below "whole folder several times over" catches a regression to that.
+    print(f"huge files: peak RSS {r.max_rss / 2**20:.0f} MB; {r.stdout.strip()}")
+    assert r.max_rss < 1.5 * GB, f"peak RSS {r.max_rss / GB:.2f} GB"
+
+    class Cheap:  # only to open the index; no search here
+        name, dim = "test/cheap", 64
+
+        def embed(self, texts: list[str]) -> np.ndarray:
+            return np.ones((len(texts), 64), np.float32) / 8
+
+    idx = Index.load(index, embedder=Cheap())  # type: ignore[arg-type]
+    try:
+        arts = {a.id: a for a in idx.articles()}
+        assert set(arts) == {"big.txt", "one_line.txt", "small.txt"}
+        assert arts["big.txt"].chunks > 50 * 2**20 // 2000  # ~160-token chunks, not one blob
+        assert arts["one_line.txt"].chunks > 2**20 // 2000
+        assert idx.article("one_line.txt").text == line
+        from rag.chunking import count_tokens
+
+        rows = idx.store.db.execute(
+            "SELECT text FROM chunks WHERE article_id='one_line.txt' AND deleted IS NULL "
+            "ORDER BY ord LIMIT 50").fetchall()
+        assert all(count_tokens(t) <= idx.chunking.max_tokens for (t,) in rows)
+    finally:
+        idx.close()
+
+
+# -- questions -----------------------------------------------------------------------------
+class _Named:
+    """Opens an index built with the default model, without loading the model."""
+
+    name = DEFAULT_MODEL
+    dim = 384
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        return np.ones((len(texts), 384), np.float32) / np.sqrt(384)
+
+
+QUESTIONS = {
+    "empty": "",
+    "blank": " \n\t ",
+    "punctuation": "?!... ;; -- ??",
+    "long": ("What did the harbour master say about the breakwater and the storm? " * 150)[:10_000],
+    "russian": "Где находится Карачев?",
+    "escapes": "\x1b[31mWhat did the harbour master\x1b[0m say?\x1b]0;owned\x07",
+    "nul_and_rtl": "Who retired from the \u202elighthouse\x00?",
+}
+
+
+def test_questions_through_the_library(nasty_index: tuple[Path, Path, Run],
+                                       real_embedder: object) -> None:
+    from rag import answer
+    from rag.index import Index
+
+    index, *_ = nasty_index
+    idx = Index.load(index, embedder=real_embedder)  # type: ignore[arg-type]
+    try:
+        for name, q in QUESTIONS.items():
+            try:
+                a = answer(q, idx)
+            except RagError as e:
+                assert name in ("empty", "blank", "punctuation"), (name, e)
+                assert str(e) and "\n" not in str(e)
+                continue
+            assert isinstance(a, Answer) and a.text, name
+            assert not CONTROL.search(a.text.replace("\n", "")), (name, a.text)
+            assert len(a.question) <= 2000
+    finally:
+        idx.close()
+
+
+def test_questions_and_escapes_through_the_cli(nasty_index: tuple[Path, Path, Run],
+                                               tmp_path: Path) -> None:
+    index, *_ = nasty_index
+    base = ["--index", str(index), "--threads", "1"]
+    # A NUL cannot be passed in argv at all; the rest go as typed.
+    jobs = {name: [*RAG, "ask", q.replace("\x00", ""), *base] for name, q in QUESTIONS.items()}
+    jobs["search"] = [*RAG, "search", "harbour master breakwater lighthouse keeper", *base,
+                      "-k", "4"]
+    # The model-loading runs go in parallel: each is mostly start-up time.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+    procs = {n: subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+             for n, c in jobs.items()}
+    results = {n: (p.wait(600), *p.communicate()) for n, p in procs.items()}
+    for name, (rc, out_b, err_b) in results.items():
+        out, err = out_b.decode(), err_b.decode()
+        assert "Traceback" not in err, (name, err)
+        assert not CONTROL.search(out.replace("\n", "").replace("\t", "")), (name, out)
+        assert not CONTROL.search(err.replace("\n", "").replace("\t", "")), (name, err)
+        if name in ("empty", "blank", "punctuation"):
+            assert rc == 1, (name, rc, out, err)
+            assert err.startswith("error: ") and err.count("\n") == 1, (name, err)
+        else:
+            assert rc == 0, (name, rc, err)
+            assert out.strip(), name
+    _, out, _ = results["search"]
+    assert b"Harbour master" in out or b"Lighthouse" in out
+    _, out, _ = results["escapes"]
+    assert b"harbour" in out.lower()
