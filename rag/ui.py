@@ -554,7 +554,9 @@ def build(service: Service) -> gr.Blocks:
     API endpoints. Every handler takes its conversation from the session's own state."""
     import gradio as gr  # heavy: only when an app is built
 
-    modes = ["extractive", "llm"] if service.llm else ["extractive"]
+    modes = [("Extractive: quote the best sentences", "extractive")]
+    if service.llm:
+        modes.append(("LLM: written answer, every sentence checked", "llm"))
 
     def poll() -> tuple[Any, ...]:
         ready = service.ready.is_set()  # read once: the lists must match the timer's state
@@ -655,12 +657,13 @@ def build(service: Service) -> gr.Blocks:
                         k = gr.Slider(1, 20, value=5, step=1, label="Passages to retrieve")
                         with gr.Row():
                             after = gr.Textbox(label="Published after",
-                                               placeholder="YYYY-MM-DD")
+                                               placeholder="YYYY-MM-DD",
+                                               info="Both dates are inclusive.")
                             before = gr.Textbox(label="Published before",
                                                 placeholder="YYYY-MM-DD",
                                                 info="Undated articles are left out when "
                                                      "a date is set.")
-                        mode = gr.Radio(modes, value=modes[-1], label="Answer mode",
+                        mode = gr.Radio(modes, value=modes[-1][1], label="Answer mode",
                                         info=None if service.llm else
                                         "LLM answers need RAG_LLM_BASE_URL and "
                                         "RAG_LLM_MODEL.")

