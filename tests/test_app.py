@@ -175,7 +175,7 @@ def test_safe_name(name: str, expected: str | None) -> None:
 
 def test_sources_escape_untrusted_text() -> None:
     from rag import Answer, Citation
-    from rag.ui import sources_html, sources_text
+    from rag.render import sources_html, sources_text
 
     evil = '<img src=x onerror="window.__xss=2">'
     passage = f"Before. The crane {evil} lifted 7,300 containers. After."
@@ -198,7 +198,7 @@ def test_sources_escape_untrusted_text() -> None:
 
 def test_abstention_shows_nearest_passages() -> None:
     from rag import Answer, Hit
-    from rag.ui import sources_html
+    from rag.render import sources_html
 
     hit = Hit(rank=1, score=0.1, article_id="b.txt", title="Harbour <i>news</i>",
               published=None, source=None, url="https://example.org/a?b=1&c=2", path=None,
