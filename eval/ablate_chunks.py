@@ -5,10 +5,11 @@
     python eval/ablate_chunks.py --report /tmp/report-chunks
 
 Each size gets its own index under --work (reused on the next run). Overlap is a quarter of
-the chunk size (160 -> 40, the default). Printed per size and gold set: hit@5 (a passage
-from the gold source or holding a gold answer), passage hit@5 (holding a gold answer),
-answer contains gold, abstain recall, and the number of chunks. The SQuAD slice is skipped
-with a message where ../shared/datasets is absent.
+the chunk size (160 -> 40, the default). Printed per size and gold set: hit@1/@5 (a passage
+from the gold source or holding a gold answer), passage hit@1/@5 (holding a gold answer),
+answer contains gold, token F1, abstain recall, false abstention, p50 latency (ms) and the
+number of chunks. The SQuAD slice is skipped with a message where ../shared/datasets is
+absent.
 """
 
 from __future__ import annotations
@@ -25,13 +26,16 @@ from rag.evaluate import evaluate, open_index, write_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 SQUAD = ROOT.parent / "shared" / "datasets" / "squad2-500" / "qa.jsonl"
-COLUMNS = ("hit@5", "passage hit@5", "answer_contains", "abstain_recall", "chunks")
+COLUMNS = ("hit@1", "hit@5", "passage hit@1", "passage hit@5", "answer_contains", "token_f1",
+           "abstain_recall", "false_abstention", "latency_p50_ms", "chunks")
+NOT_RATES = ("latency_p50_ms", "chunks")  # printed, left out of the plot
 
 
 def _row(result: dict[str, Any], chunks: int) -> dict[str, float]:
-    return {"hit@5": result["hit@5"], "passage hit@5": result["passage"]["hit@5"],
-            "answer_contains": result["answer_contains"],
-            "abstain_recall": result["abstain_recall"], "chunks": chunks}
+    row = {c: result[c] for c in COLUMNS if c in result}
+    row.update({f"passage {k}": result["passage"][k] for k in ("hit@1", "hit@5")})
+    row["chunks"] = chunks
+    return row
 
 
 def run(sizes: list[int], work: Path, gold: Path, corpus: Path, squad: Path | None,
@@ -60,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gold", type=Path, default=ROOT / "eval" / "gold" / "seeds.jsonl")
     p.add_argument("--corpus", type=Path, default=ROOT / "seeds")
     p.add_argument("--squad", type=Path, default=SQUAD)
-    p.add_argument("--squad-limit", type=int, default=200, help="first N SQuAD questions")
+    p.add_argument("--squad-limit", type=int, default=100, help="first N SQuAD questions")
     p.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "rag-ablate-chunks")
     p.add_argument("--threads", type=int)
     p.add_argument("--json", dest="json_out")
@@ -73,13 +77,14 @@ def main(argv: list[str] | None = None) -> int:
     table = run(args.sizes, args.work, args.gold, args.corpus, squad, args.squad_limit,
                 args.threads)
     width = max(len(name) for name in table)
-    print(f"{'':<{width}}  " + "  ".join(f"{c:>15}" for c in COLUMNS))
+    print(f"{'':<{width}}  " + "  ".join(f"{c:>{len(c)}}" for c in COLUMNS))
     for name, row in table.items():
         print(f"{name:<{width}}  " + "  ".join(
-            f"{row[c]:>15.0f}" if c == "chunks" else f"{row[c]:>15.3f}" for c in COLUMNS))
-    ablations = {name: {k: v for k, v in row.items() if k != "chunks"}
+            f"{row[c]:>{len(c)}.0f}" if c in NOT_RATES else f"{row[c]:>{len(c)}.3f}"
+            for c in COLUMNS))
+    ablations = {name: {k: v for k, v in row.items() if k not in NOT_RATES}
                  for name, row in table.items()}
-    write_outputs({"ablations": ablations, "chunks": {n: r["chunks"] for n, r in table.items()}},
+    write_outputs({"ablations": ablations, "table": table},
                   args.json_out, args.report, "Chunk-size ablation",
                   "Overlap is a quarter of the chunk size. hit@5 counts a passage from the gold "
                   "source or holding a gold answer; passage hit@5 only one holding a gold "

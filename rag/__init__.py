@@ -27,8 +27,8 @@ _EXPORTS = {
     "Embedder": "embedding",
     "SentenceTransformerEmbedder": "embedding",
     "OpenAICompatible": "llm",
-    "answer": "answer",
-    "answer_stream": "answer",
+    "answer": "answering",
+    "answer_stream": "answering",
     "RagError": "errors",
 }
 
@@ -39,8 +39,8 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from .answer import answer, answer_stream
     from .answer_types import Answer, Citation
+    from .answering import answer, answer_stream
     from .articles import Article, Skipped
     from .chunking import ChunkSpec
     from .embedding import Embedder, SentenceTransformerEmbedder

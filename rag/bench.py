@@ -1,7 +1,7 @@
 """`rag bench`: public benchmarks, read from where they lie (never copied into the repo).
 
 - `beir DIR`: a BEIR dataset (corpus.jsonl, queries.jsonl, qrels/test.tsv), e.g. SciFact.
-  Documents are ranked by their best chunk (first occurrence of each article in `search()`'s
+  Documents are ranked by their best hit (first occurrence of each article in `search()`'s
   list); nDCG@10, Recall@100 and MRR@10 are computed as BEIR / pytrec_eval do.
 - `squad FILE`: a SQuAD 2.0 sample (qa.jsonl rows with `context`, `answers`,
   `is_impossible`). The corpus is the distinct paragraphs; the questions go through
@@ -81,7 +81,7 @@ def load_queries(path: Path, wanted: Sequence[str]) -> list[tuple[str, str]]:
 
 def rank_documents(index: Index, query: str, *, mode: str = "hybrid", docs: int = DOCS,
                    chunks: int = 300, max_chunks: int = 2400) -> list[str]:
-    """Article ids ranked by their best chunk, up to `docs` of them.
+    """Article ids ranked by their best hit, up to `docs` of them.
 
     Asks `search()` for `chunks` passages, doubling while that yields fewer than `docs`
     distinct articles and more passages exist.
@@ -162,9 +162,11 @@ def _beir_table(result: dict[str, Any]) -> str:
 def _beir_notes(result: dict[str, Any]) -> str:
     published = "; ".join(f"{name} {v:.3f}" for name, v in PUBLISHED)
     return (f"{result['dataset']}: {result['n_queries']} judged test queries over "
-            f"{result['n_docs']} documents; documents ranked by their best chunk. "
+            f"{result['n_docs']} documents; documents ranked by their best search hit. "
             f"{result['mode']} search: nDCG@10 {result['ndcg@10']:.3f}, Recall@100 "
-            f"{result['recall@100']:.3f}, MRR@10 {result['mrr@10']:.3f}. "
+            f"{result['recall@100']:.3f}, MRR@10 {result['mrr@10']:.3f}. Latency is per query "
+            "(one search() deep enough to rank 100 documents); index time is the time to "
+            "build the index or find it up to date. "
             f"Published SciFact nDCG@10 for comparison: {published}.")
 
 

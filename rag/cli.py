@@ -144,7 +144,7 @@ def _answer_json(ans: Any) -> dict[str, Any]:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    from .answer import answer
+    from .answering import answer
 
     idx = _open_index(args)
     llm = _llm(args)
@@ -159,7 +159,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    from .answer import answer
+    from .answering import answer
 
     idx = _open_index(args)
     llm = _llm(args)

@@ -193,7 +193,7 @@ def evaluate(
     answer draws on (as in the chat). With `ablate`, the result's `ablations` compares
     dense, BM25 and hybrid retrieval.
     """
-    from .answer import ABSTAIN_BELOW, answer, retrieve
+    from .answering import ABSTAIN_BELOW, answer, retrieve
 
     gold = load_gold(gold_path) if isinstance(gold_path, (str, os.PathLike)) else list(gold_path)
     if not gold:

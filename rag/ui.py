@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .answer import answer_stream
 from .answer_types import Answer, Citation
+from .answering import answer_stream
 from .articles import SUPPORTED_SUFFIXES
 from .dates import display_date
 from .embedding import Embedder
