@@ -20,7 +20,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -198,17 +198,24 @@ class Index:
                 self._state = self._load_state()
             return self._state
 
-    def _load_state(self) -> _State:
+    def _persisted(self, version: int) -> _State | None:
+        """The derived files on disk, if they are those of `version` and readable."""
         manifest = _read_manifest(self.path)
-        version = self.store.version
         mtime = _mtime(self.path / "manifest.json")
-        if manifest and manifest.get("version") == version:
-            try:
-                vec = Vectors.load(self.path / manifest["vectors"], manifest["kind"])
-                lex = Lexical.load(self.path / manifest["bm25"])
-                return _State(version, vec, lex, mtime)
-            except Exception:
-                pass
+        if not manifest or manifest.get("version") != version:
+            return None
+        try:
+            vec = Vectors.load(self.path / manifest["vectors"], manifest["kind"])
+            lex = Lexical.load(self.path / manifest["bm25"])
+        except Exception:  # unreadable cache: the caller rebuilds it
+            return None
+        return _State(version, vec, lex, mtime)
+
+    def _load_state(self) -> _State:
+        version = self.store.version
+        loaded = self._persisted(version)
+        if loaded is not None:
+            return loaded
         # Derived files are missing or behind the store (a write was interrupted after its
         # commit): rebuild them from the stored vectors, and persist if we may write.
         state = self._rebuild_state(version)
@@ -296,64 +303,69 @@ class Index:
         seen: set[str] = set()
         skipped: list[Skipped] = []
         removals: list[str] = []
-        upserts: list[tuple[Article, Sequence[Chunk], np.ndarray]] = []
-        added = updated = unchanged = 0
+        counts = {"added": 0, "updated": 0, "unchanged": 0, "chunks": 0}
         pending: list[tuple[Article, list[Chunk]]] = []
 
-        def flush() -> None:
+        def flush() -> Iterator[tuple[Article, Sequence[Chunk], np.ndarray]]:
             texts = [f"{a.title}\n{c.text}" for a, cs in pending for c in cs]
             vecs = self.embedder.embed(texts) if texts else np.zeros((0, self.dim), np.float32)
             checkpoint("embedding")
             n = 0
             for a, cs in pending:
-                upserts.append((a, cs, vecs[n:n + len(cs)]))
+                yield a, cs, vecs[n:n + len(cs)]
                 n += len(cs)
+                counts["chunks"] += len(cs)
             pending.clear()
 
-        files = _count_files(roots)
-        bar = _progress_bar(progress, files)
-        for item in iter_articles(roots):
-            if isinstance(item, Skipped):
-                skipped.append(item)
-                bar.step(item.path)
-                continue
-            art = item
-            bar.step(art.path or art.id)
-            if art.id in seen:
-                skipped.append(Skipped(art.path or art.id, f"duplicate id {art.id!r} in this run"))
-                continue
-            seen.add(art.id)
-            if hashes.get(art.id) == art.content_hash:
-                unchanged += 1
-                continue
-            twin = by_hash.get(art.content_hash)
-            if twin is not None and twin != art.id:
-                twin_path = paths_of.get(twin)
-                if twin_path is None or Path(twin_path).exists() or twin in seen:
-                    skipped.append(Skipped(art.path or art.id, f"duplicate of {twin}"))
+        def upserts() -> Iterator[tuple[Article, Sequence[Chunk], np.ndarray]]:
+            """Articles to write, embedded a batch at a time as the store consumes them."""
+            bar = _progress_bar(progress, _count_items(roots))
+            for item in iter_articles(roots):
+                if isinstance(item, Skipped):
+                    skipped.append(item)
+                    bar.step(item.path)
                     continue
-                removals.append(twin)  # the file was renamed: re-key, don't duplicate
-            by_hash[art.content_hash] = art.id
-            if art.id in hashes:
-                updated += 1
-            else:
-                added += 1
-            chunks = chunk_article(art.id, art.text, self.chunking, self._fits(art.title))
-            pending.append((art, chunks))
-            if sum(len(cs) for _, cs in pending) >= _EMBED_BATCH:
-                flush()
-        flush()
-        bar.close()
-        if sync:
-            bad_paths = {s.path.split(":")[0] for s in skipped}
-            for aid, apath in paths_of.items():
-                if aid in seen or aid in removals or not apath:
+                art = item
+                bar.step(art.path or art.id)
+                if art.id in seen:
+                    skipped.append(Skipped(art.path or art.id,
+                                           f"duplicate id {art.id!r} in this run"))
                     continue
-                if any(_under(apath, r) for r in roots) and apath not in bad_paths:
-                    removals.append(aid)
-        report_removed = len([r for r in removals if r not in seen])
-        if upserts or removals:
-            version, new_ids, gone_ids = writer.apply(upserts, removals)
+                seen.add(art.id)
+                if hashes.get(art.id) == art.content_hash:
+                    counts["unchanged"] += 1
+                    continue
+                twin = by_hash.get(art.content_hash)
+                if twin is not None and twin != art.id:
+                    twin_path = paths_of.get(twin)
+                    if twin_path is None or Path(twin_path).exists() or twin in seen:
+                        skipped.append(Skipped(art.path or art.id, f"duplicate of {twin}"))
+                        continue
+                    removals.append(twin)  # the file was renamed: re-key, don't duplicate
+                by_hash[art.content_hash] = art.id
+                counts["updated" if art.id in hashes else "added"] += 1
+                chunks = chunk_article(art.id, art.text, self.chunking, self._fits(art.title))
+                pending.append((art, chunks))
+                if sum(len(cs) for _, cs in pending) >= _EMBED_BATCH:
+                    yield from flush()
+            yield from flush()
+            bar.close()
+
+        def all_removals() -> Iterator[str]:
+            """Re-keyed renames, and with `sync` articles whose files are gone (evaluated
+            after every file was read)."""
+            if sync:
+                bad_paths = {s.path.split(":")[0] for s in skipped}
+                for aid, apath in paths_of.items():
+                    if aid in seen or aid in removals or not apath:
+                        continue
+                    if any(_under(apath, r) for r in roots) and apath not in bad_paths:
+                        removals.append(aid)
+            yield from removals
+
+        before = writer.version
+        version, new_ids, gone_ids = writer.apply(upserts(), all_removals())
+        if version != before:
             self._after_write(version, np.array(new_ids, np.int64), np.array(gone_ids, np.int64))
         elif (_read_manifest(self.path) or {}).get("version") != writer.version:
             # An earlier run committed to the store but never wrote the derived files (killed,
@@ -365,8 +377,9 @@ class Index:
                 self._state = state
         articles, chunks_total = writer.counts()
         return IndexReport(
-            added=added, updated=updated, removed=report_removed, unchanged=unchanged,
-            skipped=tuple(skipped), chunks_added=sum(len(c) for _, c, _ in upserts),
+            added=counts["added"], updated=counts["updated"],
+            removed=len([r for r in removals if r not in seen]), unchanged=counts["unchanged"],
+            skipped=tuple(skipped), chunks_added=counts["chunks"],
             articles=articles, chunks=chunks_total, seconds=time.perf_counter() - t0,
         )
 
@@ -392,12 +405,17 @@ class Index:
         with self._lock:
             old = self._state
             if old is None or old.version != version - 1:
-                old = None
+                # Not loaded here (`rag index FILE` never searches): start from the previous
+                # version's files rather than rebuilding (and retraining IVF) from scratch.
+                old = self._persisted(version - 1)
             state: _State | None = None
             if old is not None:
-                vec = Vectors(faiss.clone_index(old.vectors.index), old.vectors.kind)
-                if old.vectors.kind == "ivf":
-                    vec.index.nprobe = old.vectors.index.nprobe
+                if old is self._state:  # searches may be using it: change a copy
+                    vec = Vectors(faiss.clone_index(old.vectors.index), old.vectors.kind)
+                    if old.vectors.kind == "ivf":
+                        vec.index.nprobe = old.vectors.index.nprobe
+                else:
+                    vec = old.vectors
                 if vec.remove(gone_ids):
                     vec.add(new_ids, self.store.vectors(list(new_ids), self.dim))
                     ids: list[np.ndarray] = []
@@ -554,38 +572,45 @@ def _under(path: str, root: Path) -> bool:
         return False
 
 
-def _count_files(roots: Sequence[Path]) -> int:
+def _count_items(roots: Sequence[Path]) -> int:
+    """Articles to expect: one per file, one per line of a JSONL file (for the progress bar)."""
     n = 0
     for r in roots:
-        if r.is_file():
-            n += 1
-        else:
-            n += sum(1 for f in r.rglob("*") if f.is_file() and not any(
-                part.startswith(".") for part in f.relative_to(r).parts))
+        files = [r] if r.is_file() else [
+            f for f in r.rglob("*") if f.is_file()
+            and not any(part.startswith(".") for part in f.relative_to(r).parts)]
+        for f in files:
+            if f.suffix.lower() == ".jsonl":
+                try:
+                    with open(f, "rb") as fh:
+                        n += max(1, sum(1 for line in fh if line.strip()))
+                except OSError:
+                    n += 1
+            else:
+                n += 1
     return n
 
 
 class _progress_bar:
-    """tqdm on the terminal, a callback for UIs, or nothing."""
+    """tqdm on the terminal, a callback for UIs, or nothing. One step per article read."""
 
     def __init__(self, progress: Progress, total: int) -> None:
-        self.total, self.done, self.last = total, 0, ""
+        self.total, self.done = total, 0
         self.bar: Any = None
         self.callback = progress if callable(progress) else None
         if progress is True:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, unit="file", desc="indexing", leave=False)
+            self.bar = tqdm(total=total, unit="article", desc="indexing", leave=False)
 
     def step(self, name: str) -> None:
-        if name == self.last:  # several articles from one JSONL file
+        if self.done >= self.total:  # a JSON file holding a list: more items than counted
             return
-        self.last = name
         self.done += 1
         if self.bar is not None:
             self.bar.update(1)
         if self.callback is not None:
-            self.callback(min(self.done, self.total), self.total, name)
+            self.callback(self.done, self.total, name)
 
     def close(self) -> None:
         if self.bar is not None:

@@ -30,6 +30,7 @@ def passages(hits: Sequence[Hit], store: Store, k: int, spec: PassageSpec = Pass
     A hit that overlaps or touches an already chosen passage of the same article is folded
     into it; the passage keeps its best chunk's id and scores.
     """
+    own = {h.chunk_id: h for h in hits}  # each chunk's text as searched
     chosen: list[Hit] = []
     for h in hits:
         for i, p in enumerate(chosen):
@@ -42,7 +43,7 @@ def passages(hits: Sequence[Hit], store: Store, k: int, spec: PassageSpec = Pass
             if len(chosen) < k:
                 chosen.append(h)  # too far to fold in: its own passage (made disjoint below)
     if spec.neighbors <= 0:
-        return [_with_text(p, store) for p in chosen] if chosen else []
+        return [_with_text(p, store, own[p.chunk_id]) for p in chosen] if chosen else []
     out = []
     for p in chosen:
         start, end = p.start, p.end
@@ -71,13 +72,20 @@ def passages(hits: Sequence[Hit], store: Store, k: int, spec: PassageSpec = Pass
                 break
         if p is not None:
             merged.append(p)
-    return [replace(_with_text(p, store), rank=n) for n, p in enumerate(merged, start=1)]
+    return [replace(_with_text(p, store, own[p.chunk_id]), rank=n)
+            for n, p in enumerate(merged, start=1)]
 
 
-def _with_text(p: Hit, store: Store) -> Hit:
+def _with_text(p: Hit, store: Store, chunk: Hit) -> Hit:
+    """The passage's text from the article row, trimmed of surrounding whitespace.
+
+    If the article was rewritten after this search's version (an update is being written
+    while we search), its row no longer matches the chunk's offsets: then the chunk as
+    searched is the passage, never a mix of two versions.
+    """
     text = store.article_slice(p.article_id, p.start, p.end)
-    if text is None:
-        return p
+    if text is None or text[chunk.start - p.start:chunk.end - p.start] != chunk.text:
+        return replace(chunk, rank=p.rank)
     lead = len(text) - len(text.lstrip())
     trail = len(text) - len(text.rstrip())
     return replace(p, text=text.strip(), start=p.start + lead, end=p.end - trail)

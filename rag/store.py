@@ -72,6 +72,10 @@ class StoredChunk:
     path: str | None
 
 
+class _NothingWritten(Exception):
+    """Rolls back a transaction that changed nothing (no version bump)."""
+
+
 class Store:
     """A connection to `store.sqlite`. One writer at a time (the index holds a file lock)."""
 
@@ -258,10 +262,11 @@ class Store:
                                 (version,))
                 gone: list[int] = []
                 added: list[int] = []
-                for article_id in removals:
-                    gone += self._tombstone_chunks(article_id, version)
-                    self.db.execute("UPDATE articles SET deleted=? WHERE id=?", (version, article_id))
+                changed = False
+                # Upserts first: they may be produced lazily (embedded as they are consumed),
+                # so a whole folder never sits in memory; removals may depend on what they saw.
                 for art, chunks, vecs in upserts:
+                    changed = True
                     gone += self._tombstone_chunks(art.id, version)
                     self.db.execute(
                         "INSERT OR REPLACE INTO articles VALUES (?,?,?,?,?,?,?,?,?,NULL)",
@@ -276,8 +281,16 @@ class Store:
                              np.ascontiguousarray(vec, dtype=np.float32).tobytes()),
                         )
                         added.append(int(cur.lastrowid or 0))
+                for article_id in removals:
+                    changed = True
+                    gone += self._tombstone_chunks(article_id, version)
+                    self.db.execute("UPDATE articles SET deleted=? WHERE id=?", (version, article_id))
+                if not changed:
+                    raise _NothingWritten
                 self.db.execute("UPDATE meta SET value=? WHERE key='version'", (str(version),))
                 checkpoint("store_write")
+        except _NothingWritten:
+            return self.version, [], []
         except sqlite3.OperationalError as e:
             raise IndexWriteError(
                 f"could not write {self.path} ({e}); free disk space or make the folder "

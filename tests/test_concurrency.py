@@ -17,12 +17,11 @@ import time
 from pathlib import Path
 
 import pytest
+from fakes import FakeEmbedder
 
 from rag.articles import Article, iter_articles
 from rag.errors import IndexLockedError
 from rag.index import Index
-
-from fakes import FakeEmbedder
 
 TESTS = Path(__file__).resolve().parent
 K = 5
@@ -80,11 +79,17 @@ def check_hits(idx: Index, hits: list, versions: dict[str, set[str]]) -> None:
     assert len({h.chunk_id for h in hits}) == K, "a chunk twice"
     rows = idx.store.chunks([h.chunk_id for h in hits])
     for h in hits:
-        assert h.chunk_id in rows, f"chunk {h.chunk_id} is gone from the store"
-        assert h.text == rows[h.chunk_id].text, \
-            f"{h.article_id}: hit text is not its chunk's text (versions mixed)"
+        # Checked after the search: a writer two versions on may have purged the chunk by
+        # now (tombstones live one write), so only a chunk still stored can be compared.
+        if h.chunk_id in rows:
+            assert h.text == rows[h.chunk_id].text, \
+                f"{h.article_id}: hit text is not its chunk's text (versions mixed)"
         assert h.start == 0 and h.text in versions[h.article_id], \
             f"{h.article_id}: hit text is no version of the article"
+
+
+# Passages must never mix versions: rag/passages.py falls back to the chunk as searched
+# when the article row was rewritten after the version being searched.
 
 
 # -- threads on one Index object -------------------------------------------------------------
