@@ -20,12 +20,12 @@ import argparse
 import hashlib
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +46,13 @@ TOPICS = 2000
 CHUNKS_PER_ARTICLE = 10
 MODEL = "bench/synthetic-clusters"
 
-_COMMON = ("the of and to in a is that for on was with said by as at from it be has have "
-           "are were an its which after their but not this been more also who will new "
-           "year two over they last first had about than other into when could would").split()
+_COMMON = [
+    "the", "of", "and", "to", "in", "a", "is", "that", "for", "on", "was", "with", "said",
+    "by", "as", "at", "from", "it", "be", "has", "have", "are", "were", "an", "its",
+    "which", "after", "their", "but", "not", "this", "been", "more", "also", "who", "will",
+    "new", "year", "two", "over", "they", "last", "first", "had", "about", "than", "other",
+    "into", "when", "could", "would",
+]
 
 
 # -- data ------------------------------------------------------------------------------------
@@ -99,7 +103,7 @@ class QueryTable:
     def __init__(self, table: dict[str, np.ndarray] | None = None) -> None:
         self.table = table or {}
 
-    def embed(self, texts: list[str]) -> np.ndarray:
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
         out = np.zeros((len(texts), DIM), np.float32)
         for i, t in enumerate(texts):
             v = self.table.get(t)
@@ -193,10 +197,12 @@ def disk(index: Path) -> dict[str, int]:
     return out
 
 
-def rss_mb() -> float:
+def rss_mb(field: str = "VmRSS") -> float:
+    """This process's resident memory (VmRSS) or its peak (VmHWM, reset by exec, unlike
+    ru_maxrss which a child inherits from its parent), in MB."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -223,8 +229,22 @@ def child(index: Path, queries_file: Path, out_file: Path) -> None:
             assert hits
         out[mode] = {"p50": percentile(lat, 50), "p95": percentile(lat, 95)}
     out["rss_after_searches"] = rss_mb()
-    out["peak_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["peak_rss"] = rss_mb("VmHWM")
     out_file.write_text(json.dumps(out))
+
+
+def derive(index: Path, out_file: Path) -> None:
+    """Build the FAISS and BM25 files from the store, as the first load after a write
+    that never wrote them does (in a fresh process, to measure its own peak memory)."""
+    import rag.index as ri
+
+    timers = _timers(ri)
+    t0 = time.perf_counter()
+    idx = Index.open(index, embedder=QueryTable())
+    kind = idx.stats().kind  # loads the state: none on disk yet, so it is built and persisted
+    idx.close()
+    out_file.write_text(json.dumps({"seconds": time.perf_counter() - t0, "kind": kind,
+                                    "peak_rss": rss_mb("VmHWM"), **timers}))
 
 
 def fresh_update(index: Path, article_dir: Path, out_file: Path) -> None:
@@ -236,7 +256,8 @@ def fresh_update(index: Path, article_dir: Path, out_file: Path) -> None:
     idx = Index.open(index, embedder=QueryTable())
     rep = idx.add([article_dir], progress=False)
     wall = time.perf_counter() - t0
-    out_file.write_text(json.dumps({"seconds": wall, "added": rep.added, **timers}))
+    out_file.write_text(json.dumps({"seconds": wall, "added": rep.added,
+                                    "peak_rss": rss_mb("VmHWM"), **timers}))
 
 
 _TIMERS: dict[str, float] = {}
@@ -280,17 +301,12 @@ def run_size(n: int, work: Path, n_queries: int) -> dict[str, Any]:
     np.save(qfile, qvecs)
     qfile.with_suffix(".json").write_text(json.dumps(texts))
 
-    # The derived files, built as after any write (from the stored vectors and texts).
-    import rag.index as ri
-
-    timers = _timers(ri)
-    for k in timers:
-        timers[k] = 0.0
-    t0 = time.perf_counter()
-    idx = Index.open(index, embedder=QueryTable())
-    stats = idx.stats()  # loads the state: none on disk yet, so it is built and persisted
-    t_derived = time.perf_counter() - t0
-    print(f"  derived files: {t_derived:.0f} s ({stats.kind})", file=sys.stderr)
+    # The derived files, built from the stored vectors and texts in a fresh process.
+    del corpus.rng  # (the generator's state is not needed past this point)
+    out = work / f"derive-{n}.json"
+    subprocess.run([sys.executable, __file__, "--derive", str(index), str(out)], check=True)
+    derived = json.loads(out.read_text())
+    print(f"  derived files: {derived['seconds']:.0f} s ({derived['kind']})", file=sys.stderr)
     sizes = disk(index)
 
     # A fresh process: load, first search, then the query set (the real search path).
@@ -330,32 +346,38 @@ def run_size(n: int, work: Path, n_queries: int) -> dict[str, Any]:
     fresh = json.loads(out2.read_text())
     (upd / "fresh.txt").unlink()
     (upd / "warm.txt").write_text("Harbour reopens\n\n" + corpus.text(4, np.random.default_rng(6)))
+    import rag.index as ri
+
+    timers = _timers(ri)
+    idx = Index.load(index, embedder=QueryTable({texts[0]: qvecs[0]}))
+    idx.search(texts[0], k=10)  # the state is loaded in this process, as in a server
     for k in timers:
         timers[k] = 0.0
-    idx.search(texts[0], k=10)  # make sure the state is loaded in this process
     t1 = time.perf_counter()
     idx.add([upd], progress=False)
     warm = {"seconds": time.perf_counter() - t1, **timers}
     idx.close()
-    return {"n": n, "kind": stats.kind, "store_s": t_store, "derived_s": t_derived,
+    return {"n": n, "kind": derived["kind"], "store_s": t_store, "derived": derived,
             "disk": sizes, "child": loaded, "recall": recall(approx, exact, 10),
-            "sweep": sweep, "fresh_update": fresh, "warm_update": warm}
+            "sweep": sweep, "fresh_update": fresh, "warm_update": warm, "queries": n_queries}
 
 
 def report(results: list[dict[str, Any]]) -> None:
     mb = 2**20
     print("\n### Scale: build, size, memory, startup\n")
-    print("| chunks | index | store insert s | FAISS+BM25 build s | disk total MB "
-          "(store / FAISS / BM25) | RSS before load MB | RSS after load + 1 search MB | "
-          "startup (load + first search) s |")
-    print("| ---: | --- | ---: | ---: | --- | ---: | ---: | ---: |")
+    print("| chunks | index | store insert s | FAISS+BM25 build s (FAISS / BM25) | build "
+          "peak RSS MB | disk MB: total (store / FAISS / BM25) | RSS before load MB | RSS "
+          "after load + 1 search MB | startup (load + first search) s |")
+    print("| ---: | --- | ---: | --- | ---: | --- | ---: | ---: | ---: |")
     for r in results:
-        d, c = r["disk"], r["child"]
-        print(f"| {r['n']:,} | {r['kind']} | {r['store_s']:.0f} | {r['derived_s']:.0f} | "
+        d, c, b = r["disk"], r["child"], r["derived"]
+        print(f"| {r['n']:,} | {r['kind']} | {r['store_s']:.0f} | {b['seconds']:.0f} "
+              f"({b['faiss_build']:.0f} / {b['bm25_build']:.0f}) | {b['peak_rss']:,.0f} | "
               f"{d['total'] / mb:,.0f} ({d['store'] / mb:,.0f} / {d['faiss'] / mb:,.0f} / "
               f"{d['bm25'] / mb:,.0f}) | {c['baseline_rss']:.0f} | {c['rss_after_load']:.0f} | "
               f"{c['startup_s']:.1f} |")
-    print("\n### Search (200 held-out queries, k=10, through `Index.search`)\n")
+    print(f"\n### Search ({results[0]['queries']} held-out queries, k=10, through "
+          "`Index.search`)\n")
     print("| chunks | hybrid p50 ms | hybrid p95 ms | dense p50 ms | dense p95 ms | "
           "vector recall@10 vs exact | RSS after searches MB |")
     print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
@@ -374,17 +396,22 @@ def report(results: list[dict[str, Any]]) -> None:
                 print(f"| {r['n']:,} | {nlist} | {nprobe} | {rec:.3f} | {ms:.2f} |")
     print("\n### Adding one article\n")
     print("| chunks | as `rag index FILE` (fresh process) s | of which BM25 rebuild s | "
-          "FAISS build s | in a process with the index loaded s | of which BM25 rebuild s |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: |")
+          "writing the files s | peak RSS MB | in a process with the index loaded s | "
+          "of which BM25 rebuild s |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in results:
         f, w = r["fresh_update"], r["warm_update"]
         print(f"| {r['n']:,} | {f['seconds']:.1f} | {f['bm25_build']:.1f} | "
-              f"{f['faiss_build']:.1f} | {w['seconds']:.1f} | {w['bm25_build']:.1f} |")
+              f"{f['persist']:.1f} | {f['peak_rss']:,.0f} | {w['seconds']:.1f} | "
+              f"{w['bm25_build']:.1f} |")
 
 
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         child(Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]))
+        return 0
+    if len(sys.argv) > 1 and sys.argv[1] == "--derive":
+        derive(Path(sys.argv[2]), Path(sys.argv[3]))
         return 0
     if len(sys.argv) > 1 and sys.argv[1] == "--update":
         fresh_update(Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]))
