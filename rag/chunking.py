@@ -68,7 +68,9 @@ def _token_windows(text: str, start: int, end: int, size: int) -> list[tuple[int
     spans = []
     i = 0
     while i < len(tokens):
-        j = min(i + size, len(tokens))
+        # A little under the budget: re-encoding a cut piece can merge differently at its
+        # edges and come out a token longer.
+        j = min(i + max(1, size - 2), len(tokens))
         a = offsets[i]
         b = offsets[j] if j < len(tokens) else len(piece)
         spans.append((start + a, start + b))

@@ -90,10 +90,17 @@ def check_hits(idx: Index, hits: list, versions: dict[str, set[str]]) -> None:
 
 # Passages must never mix versions: rag/passages.py falls back to the chunk as searched
 # when the article row was rewritten after the version being searched.
+#
+# The riskiest moment of a write is after the store's commit and before the new FAISS/BM25
+# state replaces the old one (seconds at 100k chunks, minutes at 1M): searches still use
+# the old state while the store already holds the new rows. Both tests below hold every
+# write at that moment (the `faiss_write` fault point, paused) so searches always meet it.
+PAUSE = "0.3"
 
 
 # -- threads on one Index object -------------------------------------------------------------
-def test_searches_in_threads_while_another_thread_writes(tmp_path: Path) -> None:
+def test_searches_in_threads_while_another_thread_writes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     corpus = write_base(tmp_path / "corpus")
     idx = Index.build([corpus], path=tmp_path / "index", embedder=FakeEmbedder(),
                       progress=False)
@@ -134,6 +141,9 @@ def test_searches_in_threads_while_another_thread_writes(tmp_path: Path) -> None
 
     def writer() -> None:
         try:
+            # Each write pauses after its commit, before the new state is swapped in.
+            monkeypatch.setenv("RAG_FAULT_POINT", "faiss_write")
+            monkeypatch.setenv("RAG_FAULT_WAIT", PAUSE)
             for g in range(1, generations + 1):
                 write_live(corpus, g)
                 (corpus / f"extra{g}.txt").write_text(extra(g))
@@ -153,6 +163,7 @@ def test_searches_in_threads_while_another_thread_writes(tmp_path: Path) -> None
         t.start()
     for t in threads:
         t.join(120)
+    monkeypatch.delenv("RAG_FAULT_POINT")
     assert not errors, f"{len(errors)} bad results, e.g. {errors[:3]}"
     assert searches[0] > 3 * generations, searches[0]
     ids = {a.id for a in idx.articles()}
@@ -216,14 +227,20 @@ def test_second_process_searches_while_first_writes(tmp_path: Path) -> None:
     try:
         assert reader.stdout is not None
         assert reader.stdout.readline().strip() == "ready"
-        generations = 10
+        generations = 6
         for g in range(1, generations + 1):
             write_live(corpus, g)
             if g % 2:
                 (corpus / f"extra{g}.txt").write_text(article(f"Extra {g}", TOPICS[g % 8][1], 6))
             elif (corpus / f"extra{g - 1}.txt").exists():
                 (corpus / f"extra{g - 1}.txt").unlink()
-            idx.add([corpus], sync=True, progress=False)
+            # The writer is this process; each write waits after its commit, before the
+            # new files are swapped in, while the reader process keeps searching.
+            os.environ.update(RAG_FAULT_POINT="faiss_write", RAG_FAULT_WAIT=PAUSE)
+            try:
+                idx.add([corpus], sync=True, progress=False)
+            finally:
+                del os.environ["RAG_FAULT_POINT"], os.environ["RAG_FAULT_WAIT"]
             time.sleep(0.2)  # let the reader search this version too
         time.sleep(0.5)
         stop.touch()
