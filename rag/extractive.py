@@ -27,6 +27,7 @@ MAX_SENTENCES = 3
 SECOND_WITHIN = 0.08  # a further sentence must score within this of the best
 NEAR_DUPLICATE = 0.9  # cosine above which two sentences say the same
 MAX_CANDIDATES = 48
+HEADING_PENALTY = 0.1  # a sub-heading names a topic; the sentences under it answer
 EMBED_CANDIDATES = 16  # only the lexically best are embedded: embedding is the cost (12 and 24 scored the same on the seed gold)
 
 _QWORDS = {"what", "which", "who", "whom", "whose", "when", "where", "why", "how", "many",
@@ -85,6 +86,16 @@ def _has_type(kind: str | None, sentence: str) -> float:
     return 1.0 if _NAME.search(sentence) else 0.0
 
 
+def is_heading(sentence: str) -> bool:
+    """A short line with no closing punctuation: a headline or sub-heading, not a statement.
+
+    >>> is_heading("'Retaliatory Actions Being Prepared'"), is_heading("Two were intercepted.")
+    (True, False)
+    """
+    s = sentence.strip().strip("'\"‘’“”")
+    return bool(s) and len(s.split()) <= 14 and s[-1] not in ".!?:;)…"
+
+
 def content_terms(question: str) -> list[str]:
     """Stemmed content words of a question (stop words and question words removed)."""
     words = [w for w in re.findall(r"\w+", question) if w.lower() not in _QWORDS]
@@ -133,7 +144,8 @@ def score_sentences(question: str, hits: Sequence[Hit], embedder: Embedder,
     dense = embedder.embed([r[3][:1000] for r in rows]) @ qvec
     out = []
     for (h, a, b, text, cover, prior, typ), d in zip(rows, dense):
-        score = W_DENSE * float(d) + W_COVER * cover + W_TYPE * typ + W_RANK * prior
+        score = (W_DENSE * float(d) + W_COVER * cover + W_TYPE * typ + W_RANK * prior
+                 - HEADING_PENALTY * is_heading(text))
         out.append(Scored(h, a, b, text, score, float(d), cover))
     out.sort(key=lambda s: -s.score)
     return out

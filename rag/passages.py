@@ -40,10 +40,11 @@ def passages(hits: Sequence[Hit], store: Store, k: int, spec: PassageSpec = Pass
                     chosen[i] = replace(p, start=start, end=end)
                     break
         else:
-            if len(chosen) < k:
+            if len(chosen) < k + 2:  # spares: widening may fold two passages into one
                 chosen.append(h)  # too far to fold in: its own passage (made disjoint below)
     if spec.neighbors <= 0:
-        return [_with_text(p, store, own[p.chunk_id]) for p in chosen] if chosen else []
+        return [replace(_with_text(p, store, own[p.chunk_id]), rank=n)
+                for n, p in enumerate(chosen[:k], start=1)]
     out = []
     for p in chosen:
         start, end = p.start, p.end
@@ -73,7 +74,7 @@ def passages(hits: Sequence[Hit], store: Store, k: int, spec: PassageSpec = Pass
         if p is not None:
             merged.append(p)
     return [replace(_with_text(p, store, own[p.chunk_id]), rank=n)
-            for n, p in enumerate(merged, start=1)]
+            for n, p in enumerate(merged[:k], start=1)]
 
 
 def _with_text(p: Hit, store: Store, chunk: Hit) -> Hit:
