@@ -128,7 +128,10 @@ def test_chat_in_browser(app: str, browser: Any, tmp_path: Path) -> None:
     other.goto(app)
     other.locator("#rag-question textarea").wait_for(timeout=TIMEOUT_MS)
     assert other.locator('[data-testid="user"]').count() == 0
-    answer = ask(other, FOLLOW_UP, 1)  # no earlier turn to lean on here
+    # Nothing in the articles answers this: said plainly, with the banner.
+    answer = ask(other, "What did the French president say about the strikes?", 1)
     assert answer.inner_text().startswith("Not in the articles")
     assert other.locator('[data-testid="rag-abstained"]').count() == 1
+    assert other.locator('[data-testid="user"]').count() == 1
+    assert "spying" not in other.locator('[data-testid="bot"]').first.inner_text()
     assert page.locator('[data-testid="user"]').count() == 4
