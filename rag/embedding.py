@@ -18,6 +18,7 @@ import numpy as np
 from .errors import InputError
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+BF16_MIN_BATCH = 32
 
 
 @runtime_checkable
@@ -135,7 +136,10 @@ class SentenceTransformerEmbedder:
         import torch
 
         model = self.model
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+        # bf16 pays off in bulk (indexing: 2.3x here), but for a handful of short texts its
+        # conversions cost more than they save (12 sentences: 158 ms bf16, 98 ms fp32).
+        bf16 = self.bf16 and len(texts) >= BF16_MIN_BATCH
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             vecs = model.encode(
                 list(texts),
                 batch_size=self.batch_size,

@@ -28,7 +28,8 @@ SECOND_WITHIN = 0.08  # a further sentence must score within this of the best
 NEAR_DUPLICATE = 0.9  # cosine above which two sentences say the same
 MAX_CANDIDATES = 48
 HEADING_PENALTY = 0.1  # a sub-heading names a topic; the sentences under it answer
-EMBED_CANDIDATES = 16  # only the lexically best are embedded: embedding is the cost (12 and 24 scored the same on the seed gold)
+SENTENCE_CHARS = 300
+EMBED_CANDIDATES = 12  # only the lexically best are embedded: embedding is the cost (12 and 24 scored the same on the seed gold)
 
 _QWORDS = {"what", "which", "who", "whom", "whose", "when", "where", "why", "how", "many",
            "much", "did", "does", "do", "is", "are", "was", "were", "according", "article",
@@ -141,7 +142,9 @@ def score_sentences(question: str, hits: Sequence[Hit], embedder: Embedder,
         rows = rows[:EMBED_CANDIDATES]
     if qvec is None:
         qvec = embedder.embed([question])[0]
-    dense = embedder.embed([r[3][:1000] for r in rows]) @ qvec
+    # The first ~60 word pieces carry a sentence's gist; padding a batch to its longest
+    # sentence is what costs.
+    dense = embedder.embed([r[3][:SENTENCE_CHARS] for r in rows]) @ qvec
     out = []
     for (h, a, b, text, cover, prior, typ), d in zip(rows, dense):
         score = (W_DENSE * float(d) + W_COVER * cover + W_TYPE * typ + W_RANK * prior

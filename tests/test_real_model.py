@@ -18,7 +18,12 @@ def test_default_model_loads_offline_from_the_wheel(real_embedder):
 
 
 def test_bf16_vectors_match_fp32(real_embedder):
-    texts = [(SEEDS / SEED_ID).read_text()[i:i + 900] for i in range(0, 3000, 300)]
+    from rag.embedding import BF16_MIN_BATCH
+
+    # bf16 is used for batches of BF16_MIN_BATCH and more (indexing); test such a batch.
+    text = (SEEDS / SEED_ID).read_text()
+    texts = [text[i:i + 900] for i in range(0, 2800, 60)]
+    assert len(texts) >= BF16_MIN_BATCH
     fp32 = SentenceTransformerEmbedder(bf16=False).embed(texts)
     bf16 = SentenceTransformerEmbedder(bf16=True).embed(texts)
     assert float((fp32 * bf16).sum(axis=1).min()) >= 0.999
