@@ -23,7 +23,6 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -39,6 +38,17 @@ from .errors import (
     ModelMismatchError,
 )
 from .faults import checkpoint
+from .folder import (
+    Progress,
+    ProgressBar,
+    WriteLock,
+    count_items,
+    fsync_file,
+    is_under,
+    modified_ns,
+    read_manifest,
+    write_json_atomic,
+)
 from .hits import Hit
 from .lexical import Lexical
 from .passages import PassageSpec, passages
@@ -46,7 +56,6 @@ from .search import MODES, Fusion, search
 from .store import FORMAT, ArticleInfo, Store
 from .vectors import KINDS, Vectors
 
-Progress = bool | Callable[[int, int, str], None]
 _EMBED_BATCH = 128
 
 
@@ -182,13 +191,13 @@ class Index:
             raise InputError(
                 f"the index at {p} was built with chunking {meta['chunking']}; rebuild it "
                 "(`rag index PATH --rebuild`) to change chunk sizes")
-        manifest = _read_manifest(p)
+        manifest = read_manifest(p)
         return cls(p, store, embedder, meta, manifest.get("kind", kind) if manifest else kind)
 
     # -- derived state ---------------------------------------------------------------------
     def _current(self) -> _State:
         """The loaded FAISS/BM25 state, reloaded if another process has written since."""
-        mtime = _mtime(self.path / "manifest.json")
+        mtime = modified_ns(self.path / "manifest.json")
         state = self._state
         if state is not None and (state.manifest_mtime == mtime or
                                   state.version >= self.store.version):
@@ -200,8 +209,8 @@ class Index:
 
     def _persisted(self, version: int) -> _State | None:
         """The derived files on disk, if they are those of `version` and readable."""
-        manifest = _read_manifest(self.path)
-        mtime = _mtime(self.path / "manifest.json")
+        manifest = read_manifest(self.path)
+        mtime = modified_ns(self.path / "manifest.json")
         if not manifest or manifest.get("version") != version:
             return None
         try:
@@ -220,11 +229,11 @@ class Index:
         # commit): rebuild them from the stored vectors, and persist if we may write.
         state = self._rebuild_state(version)
         try:
-            with _WriteLock(self.path, timeout=0):
+            with WriteLock(self.path, timeout=0):
                 self._persist(state)
         except (IndexLockedError, IndexWriteError, OSError):
             pass
-        state.manifest_mtime = _mtime(self.path / "manifest.json")
+        state.manifest_mtime = modified_ns(self.path / "manifest.json")
         return state
 
     def _rebuild_state(self, version: int) -> _State:
@@ -249,7 +258,7 @@ class Index:
         tmp_v, tmp_b = self.path / f".{vname}.tmp", self.path / f".{bname}.tmp"
         try:
             state.vectors.save(tmp_v)
-            _fsync_file(tmp_v)
+            fsync_file(tmp_v)
             checkpoint("faiss_write")
             if tmp_b.exists():
                 shutil.rmtree(tmp_b)
@@ -260,7 +269,7 @@ class Index:
                 shutil.rmtree(self.path / bname)
             os.replace(tmp_b, self.path / bname)
             articles, chunks = self.store.counts()
-            _write_json_atomic(self.path / "manifest.json", {
+            write_json_atomic(self.path / "manifest.json", {
                 "format": FORMAT, "model": self.model, "dim": self.dim,
                 "chunking": asdict(self.chunking), "kind": state.vectors.kind,
                 "version": state.version, "vectors": vname, "bm25": bname,
@@ -288,7 +297,7 @@ class Index:
         for r in roots:
             if not r.exists():
                 raise InputError(f"{r} does not exist; give a file or folder of articles")
-        with _WriteLock(self.path, timeout=lock_timeout):
+        with WriteLock(self.path, timeout=lock_timeout):
             writer = Store(self.path / "store.sqlite")
             try:
                 return self._add_locked(writer, roots, sync, progress, t0)
@@ -319,7 +328,7 @@ class Index:
 
         def upserts() -> Iterator[tuple[Article, Sequence[Chunk], np.ndarray]]:
             """Articles to write, embedded a batch at a time as the store consumes them."""
-            bar = _progress_bar(progress, _count_items(roots))
+            bar = ProgressBar(progress, count_items(roots))
             for item in iter_articles(roots):
                 if isinstance(item, Skipped):
                     skipped.append(item)
@@ -359,7 +368,7 @@ class Index:
                 for aid, apath in paths_of.items():
                     if aid in seen or aid in removals or not apath:
                         continue
-                    if any(_under(apath, r) for r in roots) and apath not in bad_paths:
+                    if any(is_under(apath, r) for r in roots) and apath not in bad_paths:
                         removals.append(aid)
             yield from removals
 
@@ -367,13 +376,13 @@ class Index:
         version, new_ids, gone_ids = writer.apply(upserts(), all_removals())
         if version != before:
             self._after_write(version, np.array(new_ids, np.int64), np.array(gone_ids, np.int64))
-        elif (_read_manifest(self.path) or {}).get("version") != writer.version:
+        elif (read_manifest(self.path) or {}).get("version") != writer.version:
             # An earlier run committed to the store but never wrote the derived files (killed,
             # disk full): finish its job now instead of rebuilding them on every load.
             with self._lock:
                 state = self._rebuild_state(writer.version)
                 self._persist(state)
-                state.manifest_mtime = _mtime(self.path / "manifest.json")
+                state.manifest_mtime = modified_ns(self.path / "manifest.json")
                 self._state = state
         articles, chunks_total = writer.counts()
         return IndexReport(
@@ -385,7 +394,7 @@ class Index:
 
     def remove(self, article_ids: Sequence[str], *, lock_timeout: float = 10.0) -> int:
         """Remove articles by id; returns how many were indexed."""
-        with _WriteLock(self.path, timeout=lock_timeout):
+        with WriteLock(self.path, timeout=lock_timeout):
             writer = Store(self.path / "store.sqlite")
             try:
                 live = writer.article_hashes()
@@ -428,7 +437,7 @@ class Index:
             if state is None:
                 state = self._rebuild_state(version)
             self._persist(state)
-            state.manifest_mtime = _mtime(self.path / "manifest.json")
+            state.manifest_mtime = modified_ns(self.path / "manifest.json")
             self._state = state
 
     def _fits(self, title: str) -> Callable[[str], bool] | None:
@@ -495,126 +504,6 @@ class Index:
 
     def close(self) -> None:
         self.store.close()
-
-
-# -- helpers ---------------------------------------------------------------------------------
-class _WriteLock:
-    """An exclusive lock on the index folder; a second writer waits, then fails clearly."""
-
-    def __init__(self, path: Path, timeout: float) -> None:
-        from filelock import FileLock
-
-        self.lock = FileLock(str(path / ".write.lock"))
-        self.path = path
-        self.timeout = timeout
-
-    def __enter__(self) -> _WriteLock:
-        from filelock import Timeout
-
-        try:
-            self.lock.acquire(timeout=self.timeout)
-        except Timeout as e:
-            raise IndexLockedError(
-                f"another process is writing to the index at {self.path}; wait for it to "
-                "finish and run the command again") from e
-        except OSError as e:
-            raise IndexWriteError(f"cannot lock {self.path} ({e}); the index folder must be "
-                                  "writable to update it") from e
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.lock.release()
-
-
-def _read_manifest(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads((path / "manifest.json").read_text())
-        return data if isinstance(data, dict) else None
-    except (OSError, ValueError):
-        return None
-
-
-def _mtime(path: Path) -> int:
-    try:
-        return path.stat().st_mtime_ns
-    except OSError:
-        return 0
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    checkpoint("manifest_swap")
-    os.replace(tmp, path)
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
-
-
-def _under(path: str, root: Path) -> bool:
-    try:
-        Path(path).resolve().relative_to(root.resolve())
-        return True
-    except ValueError:
-        return False
-
-
-def _count_items(roots: Sequence[Path]) -> int:
-    """Articles to expect: one per file, one per line of a JSONL file (for the progress bar)."""
-    n = 0
-    for r in roots:
-        files = [r] if r.is_file() else [
-            f for f in r.rglob("*") if f.is_file()
-            and not any(part.startswith(".") for part in f.relative_to(r).parts)]
-        for f in files:
-            if f.suffix.lower() == ".jsonl":
-                try:
-                    with open(f, "rb") as fh:
-                        n += max(1, sum(1 for line in fh if line.strip()))
-                except OSError:
-                    n += 1
-            else:
-                n += 1
-    return n
-
-
-class _progress_bar:
-    """tqdm on the terminal, a callback for UIs, or nothing. One step per article read."""
-
-    def __init__(self, progress: Progress, total: int) -> None:
-        self.total, self.done = total, 0
-        self.bar: Any = None
-        self.callback = progress if callable(progress) else None
-        if progress is True:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, unit="article", desc="indexing", leave=False)
-
-    def step(self, name: str) -> None:
-        if self.done >= self.total:  # a JSON file holding a list: more items than counted
-            return
-        self.done += 1
-        if self.bar is not None:
-            self.bar.update(1)
-        if self.callback is not None:
-            self.callback(self.done, self.total, name)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 __all__ = ["DEFAULT_MODEL", "Index", "IndexReport", "IndexStats"]

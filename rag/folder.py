@@ -1,0 +1,133 @@
+"""The index folder on disk: the writer's lock, the manifest, atomic writes, progress."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import IndexLockedError, IndexWriteError
+from .faults import checkpoint
+
+Progress = bool | Callable[[int, int, str], None]
+
+
+class WriteLock:
+    """An exclusive lock on the index folder; a second writer waits, then fails clearly."""
+
+    def __init__(self, path: Path, timeout: float) -> None:
+        from filelock import FileLock
+
+        self.lock = FileLock(str(path / ".write.lock"))
+        self.path = path
+        self.timeout = timeout
+
+    def __enter__(self) -> WriteLock:
+        from filelock import Timeout
+
+        try:
+            self.lock.acquire(timeout=self.timeout)
+        except Timeout as e:
+            raise IndexLockedError(
+                f"another process is writing to the index at {self.path}; wait for it to "
+                "finish and run the command again") from e
+        except OSError as e:
+            raise IndexWriteError(f"cannot lock {self.path} ({e}); the index folder must be "
+                                  "writable to update it") from e
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+
+
+def read_manifest(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads((path / "manifest.json").read_text())
+        return data if isinstance(data, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def modified_ns(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return 0
+
+
+def fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    checkpoint("manifest_swap")
+    os.replace(tmp, path)
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def is_under(path: str, root: Path) -> bool:
+    try:
+        Path(path).resolve().relative_to(root.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def count_items(roots: Sequence[Path]) -> int:
+    """Articles to expect: one per file, one per line of a JSONL file (for the progress bar)."""
+    n = 0
+    for r in roots:
+        files = [r] if r.is_file() else [
+            f for f in r.rglob("*") if f.is_file()
+            and not any(part.startswith(".") for part in f.relative_to(r).parts)]
+        for f in files:
+            if f.suffix.lower() == ".jsonl":
+                try:
+                    with open(f, "rb") as fh:
+                        n += max(1, sum(1 for line in fh if line.strip()))
+                except OSError:
+                    n += 1
+            else:
+                n += 1
+    return n
+
+
+class ProgressBar:
+    """tqdm on the terminal, a callback for UIs, or nothing. One step per article read."""
+
+    def __init__(self, progress: Progress, total: int) -> None:
+        self.total, self.done = total, 0
+        self.bar: Any = None
+        self.callback = progress if callable(progress) else None
+        if progress is True:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="article", desc="indexing", leave=False)
+
+    def step(self, name: str) -> None:
+        if self.done >= self.total:  # a JSON file holding a list: more items than counted
+            return
+        self.done += 1
+        if self.bar is not None:
+            self.bar.update(1)
+        if self.callback is not None:
+            self.callback(self.done, self.total, name)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
