@@ -244,13 +244,12 @@ class Index:
                 yield ids, vecs
 
         vec = Vectors.build(self.dim, self.kind, batches(), n)
-        ids: list[np.ndarray] = []
-        texts: list[str] = []
-        for cids, ctexts, _ in self.store.iter_live_chunks():
-            ids.append(cids)
-            texts.extend(ctexts)
-        all_ids = np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64)
-        return _State(version, vec, Lexical.build(all_ids, texts), 0)
+        return _State(version, vec, self._lexical_from_store(), 0)
+
+    def _lexical_from_store(self) -> Lexical:
+        """BM25 over every live chunk (bm25s cannot update in place)."""
+        ids, texts = self.store.live_texts()
+        return Lexical.build(ids, texts)
 
     def _persist(self, state: _State) -> None:
         """Write derived files for `state` under new names, then swap the manifest."""
@@ -427,13 +426,7 @@ class Index:
                     vec = old.vectors
                 if vec.remove(gone_ids):
                     vec.add(new_ids, self.store.vectors(list(new_ids), self.dim))
-                    ids: list[np.ndarray] = []
-                    texts: list[str] = []
-                    for cids, ctexts, _ in self.store.iter_live_chunks():
-                        ids.append(cids)
-                        texts.extend(ctexts)
-                    all_ids = np.concatenate(ids) if ids else np.zeros(0, np.int64)
-                    state = _State(version, vec, Lexical.build(all_ids, texts), 0)
+                    state = _State(version, vec, self._lexical_from_store(), 0)
             if state is None:
                 state = self._rebuild_state(version)
             self._persist(state)

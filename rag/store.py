@@ -217,6 +217,14 @@ class Store:
             last = int(ids[-1])
             yield ids, texts, vecs
 
+    def live_texts(self) -> tuple[np.ndarray, list[str]]:
+        """(ids, title + text) of every live chunk in id order, for BM25: no vectors read."""
+        rows = self.db.execute(
+            "SELECT c.id, a.title, c.text FROM chunks c JOIN articles a ON a.id=c.article_id "
+            "WHERE c.deleted IS NULL ORDER BY c.id").fetchall()
+        return (np.array([r[0] for r in rows], dtype=np.int64),
+                [f"{r[1]}\n{r[2]}" for r in rows])
+
     def filter_ids(
         self, after: str | None, before: str | None, sources: Sequence[str] | None
     ) -> np.ndarray:
