@@ -41,7 +41,7 @@ def main() -> int:
         idx = Index.build([args.corpus], path=Path(tmp) / "index", embedder=embedder, progress=True)
         wall = time.perf_counter() - t0
         rep = idx.last_report
-        texts = [f"{t}" for _, ts, _ in idx.store.iter_live_chunks() for t in ts][: args.raw_sample]
+        texts = [t for _, ts in idx.store.iter_live_texts() for t in ts][: args.raw_sample]
         t1 = time.perf_counter()
         embedder.embed(texts)
         raw = len(texts) / (time.perf_counter() - t1)

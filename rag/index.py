@@ -236,22 +236,13 @@ class Index:
         state.manifest_mtime = modified_ns(self.path / "manifest.json")
         return state
 
-    def _rebuild_state(self, version: int) -> _State:
-        _, n = self.store.counts()
+    def _rebuild_state(self, version: int, store: Store | None = None) -> _State:
+        store = store or self.store
+        _, n = store.counts()
+        vec = Vectors.build(self.dim, self.kind, store.iter_live_vectors(), n)
+        return _State(version, vec, Lexical.build(store.iter_live_texts()), 0)
 
-        def batches() -> Iterable[tuple[np.ndarray, np.ndarray]]:
-            for ids, _, vecs in self.store.iter_live_chunks():
-                yield ids, vecs
-
-        vec = Vectors.build(self.dim, self.kind, batches(), n)
-        return _State(version, vec, self._lexical_from_store(), 0)
-
-    def _lexical_from_store(self) -> Lexical:
-        """BM25 over every live chunk (bm25s cannot update in place)."""
-        ids, texts = self.store.live_texts()
-        return Lexical.build(ids, texts)
-
-    def _persist(self, state: _State) -> None:
+    def _persist(self, state: _State, store: Store | None = None) -> None:
         """Write derived files for `state` under new names, then swap the manifest."""
         vname, bname = f"vectors-{state.version}.faiss", f"bm25-{state.version}"
         tmp_v, tmp_b = self.path / f".{vname}.tmp", self.path / f".{bname}.tmp"
@@ -267,7 +258,8 @@ class Index:
             if (self.path / bname).exists():
                 shutil.rmtree(self.path / bname)
             os.replace(tmp_b, self.path / bname)
-            articles, chunks = self.store.counts()
+            state.lexical.moved_to(self.path / bname)
+            articles, chunks = (store or self.store).counts()
             write_json_atomic(self.path / "manifest.json", {
                 "format": FORMAT, "model": self.model, "dim": self.dim,
                 "chunking": asdict(self.chunking), "kind": state.vectors.kind,
@@ -374,13 +366,14 @@ class Index:
         before = writer.version
         version, new_ids, gone_ids = writer.apply(upserts(), all_removals())
         if version != before:
-            self._after_write(version, np.array(new_ids, np.int64), np.array(gone_ids, np.int64))
+            self._after_write(writer, version, np.array(new_ids, np.int64),
+                              np.array(gone_ids, np.int64))
         elif (read_manifest(self.path) or {}).get("version") != writer.version:
             # An earlier run committed to the store but never wrote the derived files (killed,
             # disk full): finish its job now instead of rebuilding them on every load.
             with self._lock:
-                state = self._rebuild_state(writer.version)
-                self._persist(state)
+                state = self._rebuild_state(writer.version, writer)
+                self._persist(state, writer)
                 state.manifest_mtime = modified_ns(self.path / "manifest.json")
                 self._state = state
         articles, chunks_total = writer.counts()
@@ -400,14 +393,17 @@ class Index:
                 ids = [a for a in article_ids if a in live]
                 if ids:
                     version, new_ids, gone_ids = writer.apply([], ids)
-                    self._after_write(version, np.array(new_ids, np.int64),
+                    self._after_write(writer, version, np.array(new_ids, np.int64),
                                       np.array(gone_ids, np.int64))
                 return len(ids)
             finally:
                 writer.close()
 
-    def _after_write(self, version: int, new_ids: np.ndarray, gone_ids: np.ndarray) -> None:
-        """Bring FAISS/BM25 up to `version` (incrementally where possible) and persist."""
+    def _after_write(self, writer: Store, version: int, new_ids: np.ndarray,
+                     gone_ids: np.ndarray) -> None:
+        """Bring FAISS/BM25 up to `version` (incrementally where possible) and persist.
+        New rows are read through `writer`: the shared reader connection may be inside
+        another thread's read, on the snapshot before the commit."""
         import faiss
 
         with self._lock:
@@ -425,11 +421,12 @@ class Index:
                 else:
                     vec = old.vectors
                 if vec.remove(gone_ids):
-                    vec.add(new_ids, self.store.vectors(list(new_ids), self.dim))
-                    state = _State(version, vec, self._lexical_from_store(), 0)
+                    vec.add(new_ids, writer.vectors(list(new_ids), self.dim))
+                    lex = old.lexical.updated(new_ids, writer.texts(list(new_ids)), gone_ids)
+                    state = _State(version, vec, lex, 0)
             if state is None:
-                state = self._rebuild_state(version)
-            self._persist(state)
+                state = self._rebuild_state(version, writer)
+            self._persist(state, writer)
             state.manifest_mtime = modified_ns(self.path / "manifest.json")
             self._state = state
 

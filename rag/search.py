@@ -178,8 +178,14 @@ def _top(scores: np.ndarray, depth: int) -> np.ndarray:
     >>> _top(np.array([0.0, 2.0, 1.0, 2.0]), 3).tolist()
     [1, 3, 2]
     """
-    top = np.argsort(-scores, kind="stable")[:depth]
-    return top[scores[top] > 0]
+    if len(scores) > 4 * depth:
+        # Only the rows at or above the depth-th best are sorted (a full sort of a million
+        # scores costs more than the rest of the search).
+        kth = np.partition(scores, len(scores) - depth)[len(scores) - depth]
+        rows = np.flatnonzero(scores >= kth) if kth > 0 else np.flatnonzero(scores > 0)
+    else:
+        rows = np.flatnonzero(scores > 0)
+    return rows[np.argsort(-scores[rows], kind="stable")][:depth]
 
 
 def _lookup(lexical: Lexical, scores: np.ndarray, ids: np.ndarray) -> np.ndarray:

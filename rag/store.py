@@ -200,30 +200,38 @@ class Store:
                 out[n] = np.frombuffer(got[int(cid)], dtype=np.float32)
         return out
 
-    def iter_live_chunks(self, batch: int = 10_000) -> Iterator[tuple[np.ndarray, list[str], np.ndarray]]:
-        """(ids, title+text for BM25, vectors) of live chunks in id order, in batches."""
+    def iter_live_vectors(self, batch: int = 10_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(ids, vectors) of live chunks in id order, in batches, for FAISS (no texts)."""
         last = -1
         while True:
             rows = self.db.execute(
-                "SELECT c.id, a.title, c.text, c.vector FROM chunks c JOIN articles a "
-                "ON a.id=c.article_id WHERE c.deleted IS NULL AND c.id>? ORDER BY c.id LIMIT ?",
+                "SELECT id, vector FROM chunks WHERE deleted IS NULL AND id>? ORDER BY id LIMIT ?",
                 (last, batch),
             ).fetchall()
             if not rows:
                 return
-            ids = np.array([r[0] for r in rows], dtype=np.int64)
-            texts = [f"{r[1]}\n{r[2]}" for r in rows]
-            vecs = np.stack([np.frombuffer(r[3], dtype=np.float32) for r in rows])
-            last = int(ids[-1])
-            yield ids, texts, vecs
+            last = int(rows[-1][0])
+            yield (np.array([r[0] for r in rows], dtype=np.int64),
+                   np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows]))
 
-    def live_texts(self) -> tuple[np.ndarray, list[str]]:
-        """(ids, title + text) of every live chunk in id order, for BM25: no vectors read."""
-        rows = self.db.execute(
-            "SELECT c.id, a.title, c.text FROM chunks c JOIN articles a ON a.id=c.article_id "
-            "WHERE c.deleted IS NULL ORDER BY c.id").fetchall()
-        return (np.array([r[0] for r in rows], dtype=np.int64),
-                [f"{r[1]}\n{r[2]}" for r in rows])
+    def iter_live_texts(self, batch: int = 20_000) -> Iterator[tuple[np.ndarray, list[str]]]:
+        """(ids, title + text) of live chunks in id order, in batches, for BM25 (no vectors)."""
+        last = -1
+        while True:
+            rows = self.db.execute(
+                "SELECT c.id, a.title, c.text FROM chunks c JOIN articles a ON a.id=c.article_id "
+                "WHERE c.deleted IS NULL AND c.id>? ORDER BY c.id LIMIT ?", (last, batch),
+            ).fetchall()
+            if not rows:
+                return
+            last = int(rows[-1][0])
+            yield (np.array([r[0] for r in rows], dtype=np.int64),
+                   [f"{r[1]}\n{r[2]}" for r in rows])
+
+    def texts(self, ids: Sequence[int]) -> list[str]:
+        """Title + text of chunks by id, in the order given, as BM25 indexes them."""
+        got = self.chunks(ids)
+        return [f"{got[int(i)].title}\n{got[int(i)].text}" for i in ids]
 
     def filter_ids(
         self, after: str | None, before: str | None, sources: Sequence[str] | None

@@ -287,7 +287,7 @@ def holdings(index: Path) -> dict[str, tuple[str, int]]:
         state = {a.id: (a.content_hash, a.chunks) for a in idx.articles()}
         derived = idx._current()  # what searches use: exactly the live chunks
         n = sum(c for _, c in state.values())
-        assert derived.vectors.size == len(derived.lexical.ids) == n
+        assert derived.vectors.size == len(derived.lexical.live_ids) == n
         _, ids = derived.vectors.search(idx.embedder.embed(["harbour"])[0], n + 5)
         assert len(set(ids.tolist())) == n
         assert len(idx.search("harbour ferries", k=K)) == K

@@ -179,7 +179,7 @@ def check_loadable(index: Path, embedder: object) -> State:
         assert listed == state
         live = live_chunk_ids(index)
         derived = idx._current()  # the FAISS/BM25 state searches use
-        assert sorted(int(i) for i in derived.lexical.ids) == live
+        assert sorted(int(i) for i in derived.lexical.live_ids) == live
         assert derived.vectors.size == len(live)
         if live:
             # An exhaustive vector search returns every live chunk exactly once.
