@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import SEED_ID, SEEDS, SEED_TITLE
+from conftest import SEED_ID, SEED_TITLE, SEEDS
 
 from rag import SentenceTransformerEmbedder, answer
 from rag.chunking import ChunkSpec, chunk_article
