@@ -32,6 +32,32 @@ def fake() -> FakeEmbedder:
     return FakeEmbedder()
 
 
+_CLI_DRIVER = """\
+import sys
+sys.path.insert(0, {tests!r})
+from fakes import FakeEmbedder
+import rag.cli
+assert hasattr(rag.cli, "_embedder"), "rag.cli._embedder moved: update the test driver"
+rag.cli._embedder = lambda args: FakeEmbedder()  # the boundary: no model in these tests
+sys.exit(rag.cli.main(sys.argv[1:]))
+"""
+
+
+@pytest.fixture
+def driver(tmp_path: Path) -> list[str]:
+    """A command running the real `rag` CLI in a subprocess, with the fake embedder."""
+    script = tmp_path / "driver.py"
+    script.write_text(_CLI_DRIVER.format(tests=str(Path(__file__).parent)))
+    return [sys.executable, str(script)]
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """This process's environment without RAG_ settings, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+    env.update(extra)
+    return env
+
+
 @pytest.fixture(scope="session")
 def real_embedder():
     from rag import SentenceTransformerEmbedder

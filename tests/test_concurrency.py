@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import child_env
 from fakes import FakeEmbedder
 
 from rag.articles import Article, iter_articles
@@ -179,6 +180,7 @@ READER = """\
 import json, re, sys, time
 from pathlib import Path
 sys.path.insert(0, {tests!r})
+from conftest import child_env
 from fakes import FakeEmbedder
 from rag.index import Index
 
@@ -257,30 +259,6 @@ def test_second_process_searches_while_first_writes(tmp_path: Path) -> None:
 
 
 # -- two writers ---------------------------------------------------------------------------
-DRIVER = """\
-import sys
-sys.path.insert(0, {tests!r})
-from fakes import FakeEmbedder
-import rag.cli
-assert hasattr(rag.cli, "_embedder"), "rag.cli._embedder moved: update the test driver"
-rag.cli._embedder = lambda args: FakeEmbedder()
-sys.exit(rag.cli.main(sys.argv[1:]))
-"""
-
-
-@pytest.fixture
-def cli(tmp_path: Path) -> list[str]:
-    script = tmp_path / "driver.py"
-    script.write_text(DRIVER.format(tests=str(TESTS)))
-    return [sys.executable, str(script)]
-
-
-def env(**extra: str) -> dict[str, str]:
-    out = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
-    out.update(extra)
-    return out
-
-
 def holdings(index: Path) -> dict[str, tuple[str, int]]:
     idx = Index.load(index, embedder=FakeEmbedder())
     try:
@@ -306,7 +284,7 @@ def start_paused(cmd: list[str], wait: float) -> subprocess.Popen[str]:
     """Start an indexing process and return once it holds the write lock (it pauses at the
     embedding fault point for `wait` seconds)."""
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env(RAG_FAULT_POINT="embedding", RAG_FAULT_WAIT=str(wait)))
+                            env=child_env(RAG_FAULT_POINT="embedding", RAG_FAULT_WAIT=str(wait)))
     assert proc.stderr is not None
     for line in proc.stderr:
         if "RAG_FAULT_POINT reached: embedding" in line:
@@ -316,11 +294,11 @@ def start_paused(cmd: list[str], wait: float) -> subprocess.Popen[str]:
 
 
 @pytest.mark.slow
-def test_two_indexers_started_together(tmp_path: Path, cli: list[str]) -> None:
+def test_two_indexers_started_together(tmp_path: Path, driver: list[str]) -> None:
     corpus, index = write_base(tmp_path / "corpus"), tmp_path / "index"
-    cmd = [*cli, "index", str(corpus), "--index", str(index), "-q"]
+    cmd = [*driver, "index", str(corpus), "--index", str(index), "-q"]
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env=env()) for _ in range(2)]
+                              env=child_env()) for _ in range(2)]
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [e for _, e in outs]
     added = sorted(int(re.match(r"(\d+) added", o).group(1)) for o, _ in outs)  # type: ignore[union-attr]
@@ -329,11 +307,11 @@ def test_two_indexers_started_together(tmp_path: Path, cli: list[str]) -> None:
 
 
 @pytest.mark.slow
-def test_second_indexer_waits_for_the_first(tmp_path: Path, cli: list[str]) -> None:
+def test_second_indexer_waits_for_the_first(tmp_path: Path, driver: list[str]) -> None:
     corpus, index = write_base(tmp_path / "corpus"), tmp_path / "index"
-    cmd = [*cli, "index", str(corpus), "--index", str(index), "-q"]
+    cmd = [*driver, "index", str(corpus), "--index", str(index), "-q"]
     first = start_paused(cmd, wait=3)
-    second = subprocess.run(cmd, capture_output=True, text=True, env=env(), timeout=120)
+    second = subprocess.run(cmd, capture_output=True, text=True, env=child_env(), timeout=120)
     out1, err1 = first.communicate(timeout=60)
     assert first.returncode == 0, err1
     assert second.returncode == 0, second.stderr
@@ -344,13 +322,13 @@ def test_second_indexer_waits_for_the_first(tmp_path: Path, cli: list[str]) -> N
 
 @pytest.mark.slow
 def test_second_indexer_fails_clearly_when_the_lock_is_held(tmp_path: Path,
-                                                            cli: list[str]) -> None:
+                                                            driver: list[str]) -> None:
     corpus, index = write_base(tmp_path / "corpus"), tmp_path / "index"
     idx = Index.build([corpus], path=index, embedder=FakeEmbedder(), progress=False)
     idx.close()
     before = holdings(index)
     write_live(corpus, 1)
-    cmd = [*cli, "index", str(corpus), "--index", str(index), "-q"]
+    cmd = [*driver, "index", str(corpus), "--index", str(index), "-q"]
     first = start_paused(cmd, wait=60)
     try:
         # The library: a short timeout raises IndexLockedError with a message saying why.
@@ -359,7 +337,7 @@ def test_second_indexer_fails_clearly_when_the_lock_is_held(tmp_path: Path,
             other.add([corpus], progress=False, lock_timeout=0.5)
         other.close()
         # The CLI waits its 10 s, then fails with that message as one line, exit status 1.
-        second = subprocess.run(cmd, capture_output=True, text=True, env=env(), timeout=120)
+        second = subprocess.run(cmd, capture_output=True, text=True, env=child_env(), timeout=120)
         assert second.returncode == 1
         assert second.stderr.startswith("error: another process is writing to the index")
         assert second.stderr.count("\n") == 1
@@ -368,6 +346,6 @@ def test_second_indexer_fails_clearly_when_the_lock_is_held(tmp_path: Path,
         first.send_signal(signal.SIGKILL)
         first.wait()
     assert holdings(index) == before  # killed before its commit: the old state, intact
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env(), timeout=120)
+    done = subprocess.run(cmd, capture_output=True, text=True, env=child_env(), timeout=120)
     assert done.returncode == 0 and done.stdout.startswith(f"0 added, {LIVE} updated"), done.stdout
     assert holdings(index) == reference(corpus, tmp_path / "ref")

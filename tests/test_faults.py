@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from conftest import child_env
 from fakes import FakeEmbedder
 
 from rag.articles import Article, iter_articles
@@ -43,16 +44,6 @@ SEED = TESTS.parent / "seeds" / "000_1511c0eeef884a91.txt"
 # (the derived FAISS/BM25 files are rebuilt from the store on load).
 OLD_AFTER_KILL = {"embedding", "store_write"}
 assert OLD_AFTER_KILL < set(POINTS)
-
-DRIVER = """\
-import sys
-sys.path.insert(0, {tests!r})
-from fakes import FakeEmbedder
-import rag.cli
-assert hasattr(rag.cli, "_embedder"), "rag.cli._embedder moved: update the test driver"
-rag.cli._embedder = lambda args: FakeEmbedder()  # the boundary: no model in these tests
-sys.exit(rag.cli.main(sys.argv[1:]))
-"""
 
 HARBOUR = """Published 09:10 IST, March 3rd 2025
 Harbour Reopens After Three-Day Storm
@@ -206,19 +197,6 @@ def assert_clean(index: Path) -> None:
     names = {p.name for p in index.iterdir()} - {"store.sqlite-wal", "store.sqlite-shm"}
     assert names == {"store.sqlite", "manifest.json", ".write.lock", f"vectors-{version}.faiss",
                      f"bm25-{version}"}, names
-
-
-@pytest.fixture
-def driver(tmp_path: Path) -> list[str]:
-    script = tmp_path / "driver.py"
-    script.write_text(DRIVER.format(tests=str(TESTS)))
-    return [sys.executable, str(script)]
-
-
-def child_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
-    env.update(extra)
-    return env
 
 
 def run(cmd: list[str], timeout: float = 300, **env: str) -> subprocess.CompletedProcess[str]:
