@@ -54,7 +54,7 @@ from .lexical import Lexical
 from .passages import PassageSpec, passages
 from .search import MODES, Fusion, search
 from .store import FORMAT, ArticleInfo, Store
-from .vectors import KINDS, Vectors
+from .vectors import KINDS, Vectors, choose_kind
 
 _EMBED_BATCH = 128
 
@@ -104,7 +104,7 @@ class Index:
     """An index folder opened for search and updates. Thread-safe for concurrent searches."""
 
     def __init__(self, path: Path, store: Store, embedder: Embedder, meta: dict[str, str],
-                 kind: str) -> None:
+                 kind: str, requested: str | None = None) -> None:
         self.path = path
         self.store = store
         self.embedder = embedder
@@ -112,6 +112,8 @@ class Index:
         self.model = meta["model"]
         self.chunking = ChunkSpec(**json.loads(meta["chunking"]))
         self.kind = kind
+        # What the user asked for: "auto" keeps choosing as the index grows (flat, then IVF).
+        self.requested = requested or kind
         self.fusion = Fusion()
         self.passage = PassageSpec()
         self._lock = threading.RLock()
@@ -192,7 +194,11 @@ class Index:
                 f"the index at {p} was built with chunking {meta['chunking']}; rebuild it "
                 "(`rag index PATH --rebuild`) to change chunk sizes")
         manifest = read_manifest(p)
-        return cls(p, store, embedder, meta, manifest.get("kind", kind) if manifest else kind)
+        if not manifest:
+            return cls(p, store, embedder, meta, kind)
+        # Manifests written before "requested" existed: keep their kind as it is.
+        return cls(p, store, embedder, meta, manifest.get("kind", kind),
+                   manifest.get("requested", manifest.get("kind", kind)))
 
     # -- derived state ---------------------------------------------------------------------
     def _current(self) -> _State:
@@ -239,7 +245,8 @@ class Index:
     def _rebuild_state(self, version: int, store: Store | None = None) -> _State:
         store = store or self.store
         _, n = store.counts()
-        vec = Vectors.build(self.dim, self.kind, store.iter_live_vectors(), n)
+        kind = "auto" if self.requested == "auto" else self.kind
+        vec = Vectors.build(self.dim, kind, store.iter_live_vectors(), n)
         return _State(version, vec, Lexical.build(store.iter_live_texts()), 0)
 
     def _persist(self, state: _State, store: Store | None = None) -> None:
@@ -263,6 +270,7 @@ class Index:
             write_json_atomic(self.path / "manifest.json", {
                 "format": FORMAT, "model": self.model, "dim": self.dim,
                 "chunking": asdict(self.chunking), "kind": state.vectors.kind,
+                "requested": self.requested,
                 "version": state.version, "vectors": vname, "bm25": bname,
                 "articles": articles, "chunks": chunks,
             })
@@ -422,6 +430,11 @@ class Index:
                     vec = old.vectors
                 if vec.remove(gone_ids):
                     vec.add(new_ids, writer.vectors(list(new_ids), self.dim))
+                    if self.requested == "auto" and vec.kind == "flat" and \
+                            choose_kind("auto", vec.size) == "ivf":
+                        # Grown past exact search's range: train IVF now, once.
+                        vec = Vectors.build(self.dim, "auto", writer.iter_live_vectors(),
+                                            vec.size)
                     lex = old.lexical.updated(new_ids, writer.texts(list(new_ids)), gone_ids)
                     state = _State(version, vec, lex, 0)
             if state is None:

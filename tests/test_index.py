@@ -163,3 +163,56 @@ def test_interrupted_write_is_repaired_from_the_store(corpus, tmp_path):
     again = Index.load(tmp_path / "idx", embedder=FakeEmbedder())
     assert [h.chunk_id for h in again.search("ambassador", k=3)] == want
     assert any(f.name.startswith("vectors-") for f in (tmp_path / "idx").iterdir())
+
+
+def _article(n: int) -> str:
+    return (f"Published 09:00 CET, January {n % 28 + 1}th 2023\nCouncil Report {n}\n"
+            f"The council of town {n} approved budget item {n * 7} for roads and schools.\n"
+            f"Residents of town {n} asked about ferry number {n * 3}.\n")
+
+
+def test_auto_index_moves_from_exact_to_ivf_as_it_grows(tmp_path, monkeypatch):
+    import rag.vectors
+
+    monkeypatch.setattr(rag.vectors, "AUTO_IVF_AT", 60)
+    root = tmp_path / "c"
+    for n in range(20):
+        write(root / f"a{n}.txt", _article(n))
+    idx = Index.build([root], path=tmp_path / "idx", embedder=FakeEmbedder(), progress=False)
+    assert idx.stats().kind == "flat"
+    for n in range(20, 90):
+        write(root / f"a{n}.txt", _article(n))
+    idx.add([root], progress=False)
+    assert idx.stats().kind == "ivf"
+    assert idx.search("ferry number 267", k=1)[0].article_id == "a89.txt"
+    again = Index.load(tmp_path / "idx", embedder=FakeEmbedder())
+    assert again.stats().kind == "ivf"
+    # An explicit choice is kept however large the index grows.
+    flat = Index.build([root], path=tmp_path / "flat", embedder=FakeEmbedder(), kind="flat",
+                       progress=False)
+    write(root / "a90.txt", _article(90))
+    flat.add([root], progress=False)
+    assert Index.load(tmp_path / "flat", embedder=FakeEmbedder()).stats().kind == "flat"
+
+
+def test_updates_keep_bm25_incremental_and_exact(corpus, tmp_path):
+    idx = build(corpus, tmp_path)
+    before = {p.name for p in (tmp_path / "idx").iterdir() if p.name.startswith("bm25-")}
+    (base,) = before
+    seg = next((tmp_path / "idx" / base).glob("*.tf.npy"))
+    inode = seg.stat().st_ino
+    write(corpus / "extra.txt", BRIDGE.replace("Zorbex", "Quillon").replace("4.2", "9.9"))
+    (corpus / "norway.txt").unlink()
+    idx.add([corpus], sync=True, progress=False)
+    (now,) = {p.name for p in (tmp_path / "idx").iterdir() if p.name.startswith("bm25-")}
+    assert now != base
+    assert (tmp_path / "idx" / now / seg.name).stat().st_ino == inode  # linked, not rewritten
+    fresh = Index.build([corpus], path=tmp_path / "fresh", embedder=FakeEmbedder(),
+                        progress=False)
+    for q in ("Quillon bridge 9.9 million", "ambassador cod", "Kursk governor"):
+        got = [(h.article_id, h.start, round(h.lexical, 4)) for h in idx.search(q, k=3,
+                                                                               mode="lexical")]
+        want = [(h.article_id, h.start, round(h.lexical, 4)) for h in fresh.search(q, k=3,
+                                                                                 mode="lexical")]
+        assert got == want, q
+    assert all(h.article_id != "norway.txt" for h in idx.search("ambassador cod", k=5))
