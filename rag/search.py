@@ -178,13 +178,13 @@ def _top(scores: np.ndarray, depth: int) -> np.ndarray:
     >>> _top(np.array([0.0, 2.0, 1.0, 2.0]), 3).tolist()
     [1, 3, 2]
     """
-    if len(scores) > 4 * depth:
-        # Only the rows at or above the depth-th best are sorted (a full sort of a million
-        # scores costs more than the rest of the search).
-        kth = np.partition(scores, len(scores) - depth)[len(scores) - depth]
-        rows = np.flatnonzero(scores >= kth) if kth > 0 else np.flatnonzero(scores > 0)
-    else:
-        rows = np.flatnonzero(scores > 0)
+    rows = np.flatnonzero(scores > 0)
+    if len(rows) > 4 * depth:
+        # Only the rows at or above the depth-th best are sorted: a full sort of a million
+        # scores costs more than the rest of the search (and partitioning the zeros too).
+        pos = scores[rows]
+        kth = np.partition(pos, len(pos) - depth)[len(pos) - depth]
+        rows = rows[pos >= kth]
     return rows[np.argsort(-scores[rows], kind="stable")][:depth]
 
 
