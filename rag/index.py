@@ -98,6 +98,15 @@ class _State:
     vectors: Vectors
     lexical: Lexical
     manifest_mtime: int
+    behind: bool = False  # an older version, served while a writer finishes the newer one
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 class Index:
@@ -119,6 +128,7 @@ class Index:
         self._lock = threading.RLock()
         self._state: _State | None = None
         self._query_cache: dict[str, np.ndarray] = {}
+        self._store_id = _file_id(path / "store.sqlite")
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod
@@ -205,13 +215,36 @@ class Index:
         """The loaded FAISS/BM25 state, reloaded if another process has written since."""
         mtime = modified_ns(self.path / "manifest.json")
         state = self._state
-        if state is not None and (state.manifest_mtime == mtime or
-                                  state.version >= self.store.version):
+        if state is not None and not state.behind and (
+                state.manifest_mtime == mtime
+                or (state.version >= self.store.version and self._same_store())):
             return state
         with self._lock:
-            if self._state is None or self._state.manifest_mtime != mtime:
+            if self._state is None or self._state.behind or self._state.manifest_mtime != mtime:
+                if not self._follow_rebuild() and self._state is not None:
+                    return self._state  # the folder is being swapped: keep what we have
                 self._state = self._load_state()
             return self._state
+
+    def _same_store(self) -> bool:
+        return _file_id(self.path / "store.sqlite") == self._store_id
+
+    def _follow_rebuild(self) -> bool:
+        """Switch to the store that `rag index --rebuild` swapped in under this folder.
+        False while the folder is missing mid-swap. Searches already running keep the old
+        connection (it closes when they drop it)."""
+        now = _file_id(self.path / "store.sqlite")
+        if now is None or now == self._store_id:
+            return now is not None
+        try:
+            new = Index.open(self.path, embedder=self.embedder)
+        except ModelMismatchError as e:
+            raise ModelMismatchError(f"{e}. It was rebuilt while open here: restart the app "
+                                     "or command to search it") from e
+        self.store = new.store
+        self.chunking, self.kind, self.requested = new.chunking, new.kind, new.requested
+        self._store_id, self._state = now, None
+        return True
 
     def _persisted(self, version: int) -> _State | None:
         """The derived files on disk, if they are those of `version` and readable."""
@@ -231,16 +264,38 @@ class Index:
         loaded = self._persisted(version)
         if loaded is not None:
             return loaded
-        # Derived files are missing or behind the store (a write was interrupted after its
-        # commit): rebuild them from the stored vectors, and persist if we may write.
+        # Derived files are missing or behind the store. While a writer holds the lock it
+        # is between its commit and its manifest swap: serve the version before, as
+        # searches already running do (rebuilding 1M vectors here would take minutes).
+        if self._writer_active():
+            mtime = modified_ns(self.path / "manifest.json")
+            if self._state is not None and self._state.manifest_mtime == mtime:
+                return self._state
+            manifest = read_manifest(self.path) or {}
+            previous = self._persisted(int(manifest.get("version", -1)))
+            if previous is not None:
+                previous.behind = True
+                return previous
+        # Else a write was interrupted after its commit: rebuild the derived files from the
+        # stored vectors, and persist them if we may write.
         state = self._rebuild_state(version)
         try:
             with WriteLock(self.path, timeout=0):
-                self._persist(state)
+                if self._same_store():  # never derived files of an old store into a new folder
+                    self._persist(state)
         except (IndexLockedError, IndexWriteError, OSError):
             pass
         state.manifest_mtime = modified_ns(self.path / "manifest.json")
         return state
+
+    def _writer_active(self) -> bool:
+        try:
+            with WriteLock(self.path, timeout=0):
+                return False
+        except IndexLockedError:
+            return True
+        except (IndexWriteError, OSError):  # a read-only folder: nobody writes there
+            return False
 
     def _rebuild_state(self, version: int, store: Store | None = None) -> _State:
         store = store or self.store
@@ -314,12 +369,13 @@ class Index:
         counts = {"added": 0, "updated": 0, "unchanged": 0, "chunks": 0}
         pending: list[tuple[Article, list[Chunk]]] = []
 
-        def flush() -> Iterator[tuple[Article, Sequence[Chunk], np.ndarray]]:
+        def flush(bar: ProgressBar) -> Iterator[tuple[Article, Sequence[Chunk], np.ndarray]]:
             texts = [f"{a.title}\n{c.text}" for a, cs in pending for c in cs]
             vecs = self.embedder.embed(texts) if texts else np.zeros((0, self.dim), np.float32)
             checkpoint("embedding")
             n = 0
             for a, cs in pending:
+                bar.step(a.path or a.id)  # an article counts as done once it is embedded
                 yield a, cs, vecs[n:n + len(cs)]
                 n += len(cs)
                 counts["chunks"] += len(cs)
@@ -334,20 +390,22 @@ class Index:
                     bar.step(item.path)
                     continue
                 art = item
-                bar.step(art.path or art.id)
                 if art.id in seen:
                     skipped.append(Skipped(art.path or art.id,
                                            f"duplicate id {art.id!r} in this run"))
+                    bar.step(art.path or art.id)
                     continue
                 seen.add(art.id)
                 if hashes.get(art.id) == art.content_hash:
                     counts["unchanged"] += 1
+                    bar.step(art.path or art.id)
                     continue
                 twin = by_hash.get(art.content_hash)
                 if twin is not None and twin != art.id:
                     twin_path = paths_of.get(twin)
                     if twin_path is None or Path(twin_path).exists() or twin in seen:
                         skipped.append(Skipped(art.path or art.id, f"duplicate of {twin}"))
+                        bar.step(art.path or art.id)
                         continue
                     removals.append(twin)  # the file was renamed: re-key, don't duplicate
                 by_hash[art.content_hash] = art.id
@@ -355,8 +413,8 @@ class Index:
                 chunks = chunk_article(art.id, art.text, self.chunking, self._fits(art.title))
                 pending.append((art, chunks))
                 if sum(len(cs) for _, cs in pending) >= _EMBED_BATCH:
-                    yield from flush()
-            yield from flush()
+                    yield from flush(bar)
+            yield from flush(bar)
             bar.close()
 
         def all_removals() -> Iterator[str]:
@@ -471,11 +529,17 @@ class Index:
             if not len(allowed):
                 return []
         qvec = self.embed_query(query[:4000])
-        # Extra chunks: neighbours of one passage fold into it, and k distinct passages remain.
-        chunks = search(query[:4000], qvec, vectors=state.vectors, lexical=state.lexical,
-                        store=self.store, dim=self.dim, k=k * 3, mode=mode, allowed=allowed,
-                        fusion=self.fusion)
-        return passages(chunks, self.store, k, self.passage)
+        # Extra chunks: neighbours of one passage fold into it, and k distinct passages
+        # remain. Rarely even 3k chunks fold into fewer than k: then look deeper.
+        depth = k * 3
+        while True:
+            chunks = search(query[:4000], qvec, vectors=state.vectors, lexical=state.lexical,
+                            store=self.store, dim=self.dim, k=depth, mode=mode,
+                            allowed=allowed, fusion=self.fusion)
+            found = passages(chunks, self.store, k, self.passage)
+            if len(found) >= k or len(chunks) < depth or depth >= k * 24:
+                return found
+            depth *= 2
 
     def embed_query(self, text: str) -> np.ndarray:
         """The query's vector, remembered: an answer embeds its question more than once."""

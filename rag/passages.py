@@ -40,41 +40,62 @@ def passages(hits: Sequence[Hit], store: Store, k: int, spec: PassageSpec = Pass
                     chosen[i] = replace(p, start=start, end=end)
                     break
         else:
-            if len(chosen) < k + 2:  # spares: widening may fold two passages into one
-                chosen.append(h)  # too far to fold in: its own passage (made disjoint below)
-    if spec.neighbors <= 0:
-        return [replace(_with_text(p, store, own[p.chunk_id]), rank=n)
-                for n, p in enumerate(chosen[:k], start=1)]
-    out = []
-    for p in chosen:
-        start, end = p.start, p.end
-        for a, b in store.neighbor_spans(p.chunk_id, spec.neighbors):
-            if min(start, a) < start and max(end, b) - min(start, a) <= spec.max_chars:
-                start = min(start, a)
-            if max(end, b) > end and max(end, b) - start <= spec.max_chars:
-                end = max(end, b)
-        out.append(replace(p, start=start, end=end))
-    # Widening can make two passages of one article overlap: fold those too.
-    merged: list[Hit] = []
-    for p in out:
-        for i, q in enumerate(merged):
+            chosen.append(h)  # too far to fold in: its own passage (made disjoint below)
+    # Widening can make two passages of one article overlap: those fold together, or else
+    # the margin between them is split so that each keeps its core (the matching chunks).
+    # Passages are widened one by one until k distinct ones stand: every hit is a spare.
+    merged: list[tuple[int, Hit, tuple[int, int]]] = []  # (rank, passage, core)
+    for rank, core in enumerate(chosen):
+        if len(merged) == k:
+            break
+        cand: Hit | None = _widened(core, store, spec)
+        p_core = (core.start, core.end)
+        i = 0
+        while cand is not None and i < len(merged):
+            p = cand
+            q_rank, q, q_core = merged[i]
             if q.article_id != p.article_id or p.start >= q.end or p.end <= q.start:
+                i += 1
                 continue
             lo, hi = min(q.start, p.start), max(q.end, p.end)
             if hi - lo <= spec.max_chars:
-                merged[i] = replace(q, start=lo, end=hi)
-                p = None  # type: ignore[assignment]
-            elif p.start < q.start:
-                p = replace(p, end=q.start)  # keep the two disjoint
-            else:
-                p = replace(p, start=q.end)
-            if p is None or p.end <= p.start:
-                p = None  # type: ignore[assignment]
-                break
-        if p is not None:
-            merged.append(p)
+                # The fold takes the better rank, and may now meet another passage.
+                del merged[i]
+                if q_rank < rank:
+                    p, p_core, rank = q, q_core, q_rank
+                cand, i = replace(p, start=lo, end=hi), 0
+                continue
+            q, p = _split(q, q_core, p, p_core)
+            merged[i] = (q_rank, q, q_core)
+            cand = p if p.end > p.start else None
+            i += 1
+        if cand is not None:
+            merged.append((rank, cand, p_core))
+    merged.sort(key=lambda m: m[0])
     return [replace(_with_text(p, store, own[p.chunk_id]), rank=n)
-            for n, p in enumerate(merged[:k], start=1)]
+            for n, (_, p, _) in enumerate(merged, start=1)]
+
+
+def _widened(p: Hit, store: Store, spec: PassageSpec) -> Hit:
+    if spec.neighbors <= 0:
+        return p
+    start, end = p.start, p.end
+    for a, b in store.neighbor_spans(p.chunk_id, spec.neighbors):
+        if min(start, a) < start and max(end, b) - min(start, a) <= spec.max_chars:
+            start = min(start, a)
+        if max(end, b) > end and max(end, b) - start <= spec.max_chars:
+            end = max(end, b)
+    return replace(p, start=start, end=end)
+
+
+def _split(q: Hit, q_core: tuple[int, int], p: Hit, p_core: tuple[int, int]) -> tuple[Hit, Hit]:
+    """Overlapping passages `q` (ranked higher) and `p`, made disjoint: the boundary goes
+    where q's widening meets p's core, and never inside q's core."""
+    if p_core[0] >= q_core[0]:  # p lies after q
+        cut = max(q_core[1], min(q.end, p_core[0]))
+        return replace(q, end=min(q.end, cut)), replace(p, start=max(p.start, cut))
+    cut = min(q_core[0], max(q.start, p_core[1]))
+    return replace(q, start=max(q.start, cut)), replace(p, end=min(p.end, cut))
 
 
 def _with_text(p: Hit, store: Store, chunk: Hit) -> Hit:
@@ -85,7 +106,8 @@ def _with_text(p: Hit, store: Store, chunk: Hit) -> Hit:
     searched is the passage, never a mix of two versions.
     """
     text = store.article_slice(p.article_id, p.start, p.end)
-    if text is None or text[chunk.start - p.start:chunk.end - p.start] != chunk.text:
+    lo, hi = max(p.start, chunk.start), min(p.end, chunk.end)
+    if text is None or text[lo - p.start:hi - p.start] != chunk.text[lo - chunk.start:hi - chunk.start]:
         return replace(chunk, rank=p.rank)
     lead = len(text) - len(text.lstrip())
     trail = len(text) - len(text.rstrip())

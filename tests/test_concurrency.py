@@ -349,3 +349,73 @@ def test_second_indexer_fails_clearly_when_the_lock_is_held(tmp_path: Path,
     done = subprocess.run(cmd, capture_output=True, text=True, env=child_env(), timeout=120)
     assert done.returncode == 0 and done.stdout.startswith(f"0 added, {LIVE} updated"), done.stdout
     assert holdings(index) == reference(corpus, tmp_path / "ref")
+
+
+def test_a_live_reader_follows_a_rebuild_swapped_in_by_another_process(
+        tmp_path: Path, driver: list[str]) -> None:
+    """`rag index --rebuild` replaces the folder under a running app: the app's open index
+    must then answer from the new store, and never write the old store's derived files
+    into the new folder."""
+    old_corpus, new_corpus = tmp_path / "old", tmp_path / "new"
+    for i, (title, words) in enumerate(TOPICS[:4]):
+        (old_corpus / f"a{i}.txt").parent.mkdir(parents=True, exist_ok=True)
+        (old_corpus / f"a{i}.txt").write_text(f"{title}\n{words}. {words}.\n", encoding="utf-8")
+    for i, (title, words) in enumerate(TOPICS[4:]):
+        (new_corpus / f"b{i}.txt").parent.mkdir(parents=True, exist_ok=True)
+        (new_corpus / f"b{i}.txt").write_text(f"{title}\n{words}. {words}.\n", encoding="utf-8")
+    index = tmp_path / "index"
+    live = Index.build([old_corpus], path=index, embedder=FakeEmbedder(), progress=False)
+    for _ in range(3):  # a few writes: the old store's version runs ahead of the new one's
+        (old_corpus / "a0.txt").write_text(f"{TOPICS[0][0]}\n{time.time()} quay.\n")
+        live.add([old_corpus], progress=False)
+    assert live.search("harbour quay ferries", k=1)[0].article_id == "a0.txt"
+    cmd = [*driver, "index", str(new_corpus), "--index", str(index), "--rebuild", "-q"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=child_env(), timeout=120)
+    assert done.returncode == 0, done.stderr
+    hit = live.search("vineyard harvest grapes cellar", k=1)[0]
+    assert hit.article_id == "b0.txt" and "grapes" in hit.text
+    assert {a.id for a in live.articles()} == {f"b{i}.txt" for i in range(4)}
+    fresh = Index.load(index, embedder=FakeEmbedder())
+    assert [h.chunk_id for h in fresh.search("airport runway", k=3)] == \
+        [h.chunk_id for h in live.search("airport runway", k=3)]
+    assert json.loads((index / "manifest.json").read_text())["version"] == fresh.store.version
+    live.close()
+    fresh.close()
+
+
+def test_a_reader_opened_mid_write_serves_the_previous_version_without_rebuilding(
+        tmp_path: Path, driver: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Opened between a writer's commit and its manifest swap, a reader serves the version
+    before (rebuilding a large index there would take minutes); when the writer dies
+    instead of finishing, the reader rebuilds the new version itself."""
+    from rag.vectors import Vectors
+
+    corpus, index = write_base(tmp_path / "corpus"), tmp_path / "index"
+    Index.build([corpus], path=index, embedder=FakeEmbedder(), progress=False).close()
+    (corpus / "extra.txt").write_text(article("Zoo welcomes pandas", TOPICS[4][1], 4))
+    cmd = [*driver, "index", str(corpus), "--index", str(index), "-q"]
+    writer = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=child_env(RAG_FAULT_POINT="faiss_write", RAG_FAULT_WAIT="60"))
+    try:
+        assert writer.stderr is not None
+        assert any("RAG_FAULT_POINT reached: faiss_write" in line for line in writer.stderr)
+        real_build = Vectors.build
+
+        def no_rebuild(*args: object, **kwargs: object) -> None:
+            raise AssertionError("the reader rebuilt the vectors while a writer was finishing")
+
+        monkeypatch.setattr(Vectors, "build", no_rebuild)
+        reader = Index.load(index, embedder=FakeEmbedder())
+        assert reader.store.version == 2  # the writer's commit is visible...
+        for _ in range(3):  # ...and every search serves version 1, whole
+            hits = reader.search("pandas zoo grapes vineyard", k=K)
+            assert len(hits) == K and "extra.txt" not in {h.article_id for h in hits}
+        writer.kill()
+        writer.wait(timeout=10)
+        monkeypatch.setattr(Vectors, "build", real_build)
+        hits = reader.search("Zoo welcomes pandas", k=K)
+        assert "extra.txt" in {h.article_id for h in hits}  # rebuilt once the lock was free
+        assert json.loads((index / "manifest.json").read_text())["version"] == 2
+        reader.close()
+    finally:
+        writer.kill()

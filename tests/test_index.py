@@ -7,6 +7,7 @@ from conftest import SEED_ID, SEEDS, write
 from fakes import FakeEmbedder
 
 from rag import Index
+from rag.chunking import ChunkSpec
 from rag.errors import IndexNotFoundError, InputError, ModelMismatchError
 
 DIPLOMAT = """Published 10:00 GMT, March 3rd 2025
@@ -216,3 +217,42 @@ def test_updates_keep_bm25_incremental_and_exact(corpus, tmp_path):
                                                                                  mode="lexical")]
         assert got == want, q
     assert all(h.article_id != "norway.txt" for h in idx.search("ambassador cod", k=5))
+
+
+def test_search_returns_k_disjoint_passages_when_the_article_has_room(tmp_path):
+    # One long article whose every paragraph matches: the best chunks sit side by side and
+    # fold together when widened, yet k distinct passages exist and must be returned.
+    paras = [f"Paragraph {i}: the harbour ferry timetable changed again, said the port office."
+             for i in range(120)]
+    write(tmp_path / "c" / "ferry.txt", "Ferry Timetables\n" + "\n".join(paras) + "\n")
+    idx = Index.build([tmp_path / "c"], path=tmp_path / "idx", embedder=FakeEmbedder(),
+                      progress=False, chunking=ChunkSpec(48, 8))
+    text = idx.article("ferry.txt").text
+    queries = ["harbour ferry timetable port office", "Paragraph 7", "changed again 42 61 99"]
+    for q, k in ((q, k) for q in queries for k in (1, 3, 5, 8, 13)):
+        hits = idx.search(q, k=k)
+        # Adjacent matches fold into passages of up to 1,600 characters: ~6 fit in this article.
+        assert len(hits) == k if k <= 5 else 5 <= len(hits) <= k
+        spans = sorted((h.start, h.end) for h in hits)
+        assert all(a_end <= b_start for (_, a_end), (b_start, _) in zip(spans, spans[1:]))
+        assert all(text[h.start:h.end] == h.text for h in hits)
+
+
+def test_progress_reaches_the_end_only_when_everything_is_embedded(tmp_path):
+    class Counting(FakeEmbedder):
+        embedded = 0
+
+        def embed(self, texts):
+            Counting.embedded += len(texts)
+            return super().embed(texts)
+
+    for i in range(30):  # enough chunks for several embedding batches
+        body = " ".join(f"Sentence {j} of report {i} on the grain harvest." for j in range(60))
+        write(tmp_path / "c" / f"r{i:02}.txt", f"Harvest Report {i}\n{body}\n")
+    write(tmp_path / "c" / "empty.txt", "")
+    seen = []
+    idx = Index.build([tmp_path / "c"], path=tmp_path / "idx", embedder=Counting(),
+                      progress=lambda done, total, name: seen.append((done, total,
+                                                                     Counting.embedded)))
+    assert [d for d, _, _ in seen] == list(range(1, 32)) and {t for _, t, _ in seen} == {31}
+    assert seen[-1][2] == idx.stats().chunks  # 100% means every chunk is embedded
