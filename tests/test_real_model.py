@@ -91,3 +91,4 @@ def test_odd_questions_never_crash(seed_index):
     for q in ["missiles " * 2000, "Где находится Карачев?", "Karachev", "\x1b[31mwho?"]:
         a = answer(q, seed_index)
         assert isinstance(a.text, str) and a.text
+
