@@ -74,6 +74,8 @@ class SentenceTransformerEmbedder:
     `BF16_TRIALS` bulk calls alternate bf16 and fp32 (real work, nothing re-done); then
     the faster is used. `bf16=True`/`False` forces a choice. `threads` caps torch's
     intra-op threads: two threads collapse when another process holds a core.
+    `batch_size` 8: on 2 cores, SciFact chunks embed at 59.5/s in batches of 8, 55 in
+    16s and 46.6 in 32s (fp32; bf16 35/35/33.5).
     """
 
     def __init__(
@@ -82,7 +84,7 @@ class SentenceTransformerEmbedder:
         *,
         threads: int | None = None,
         bf16: bool | None = None,
-        batch_size: int = 32,
+        batch_size: int = 8,
     ) -> None:
         self.name = DEFAULT_MODEL if model in (DEFAULT_MODEL, "all-MiniLM-L6-v2") else model
         self.threads = threads
