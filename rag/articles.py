@@ -312,6 +312,15 @@ def _boilerplate(line: str) -> bool:
     return len(line) < 300 and _BOILERPLATE.fullmatch(line.strip()) is not None
 
 
+def is_dateline(line: str) -> bool:
+    """A line saying when the story was published or updated.
+
+    >>> is_dateline("Published 19:23 IST, November 26th 2024"), is_dateline("Published by Reuters")
+    (True, False)
+    """
+    return _dateline(line) is not None
+
+
 def _dateline(line: str) -> re.Match[str] | None:
     """A 'Published 19:23 IST, November 26th 2024' line (it has a digit; it is short)."""
     m = _DATELINE.fullmatch(line.strip()) if len(line) <= 120 else None

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .embedding import Embedder
+from .articles import is_dateline
 from .hits import Hit
 from .lexical import tokenize
 from .sentences import split_sentences
@@ -32,6 +33,7 @@ SECOND_WITHIN = 0.10
 NEAR_DUPLICATE = 0.9  # cosine above which two sentences say the same
 MAX_CANDIDATES = 48
 HEADING_PENALTY = 0.1  # a sub-heading names a topic; the sentences under it answer
+DATELINE_BONUS = 0.3  # "when was it published?" is answered by the dateline, a heading-like line
 SENTENCE_CHARS = 300
 EMBED_CANDIDATES = 12  # only the lexically best are embedded: embedding is the cost (12 and 24 scored the same on the seed gold)
 
@@ -79,6 +81,21 @@ def expected_type(question: str) -> str | None:
     if re.search(r"\bwhere\b|\bwhich (city|country|region|town|place)\b", q):
         return "place"
     return None
+
+
+_ASKS_PUBLISHED = re.compile(
+    r"\b(when|what (date|day|time)|which (date|day))\b.*\b(published|posted|updated|written|"
+    r"released|dated)\b|\b(publication|release) date\b|\bdate of (publication|release)\b",
+    re.IGNORECASE)
+
+
+def asks_published(question: str) -> bool:
+    """Whether the question asks when a story was published or updated.
+
+    >>> asks_published("When was the article published?"), asks_published("When did it start?")
+    (True, False)
+    """
+    return _ASKS_PUBLISHED.search(question) is not None
 
 
 def _has_type(kind: str | None, sentence: str) -> float:
@@ -135,14 +152,17 @@ def score_sentences(question: str, hits: Sequence[Hit], embedder: Embedder,
     idf = {t: math.log(1 + (n + 1) / (1 + sum(t in s for s in sent_terms))) for t in terms}
     total = sum(idf.values()) or 1.0
     kind = expected_type(question)
+    published = asks_published(question)
     rank_of = {h.chunk_id: h.rank for h in hits}
     rows = []
     for (h, a, b), text, st in zip(cands, texts, sent_terms):
         cover = sum(idf[t] for t in terms if t in st) / total if terms else 0.0
         prior = 1.0 / rank_of.get(h.chunk_id, len(hits))
-        rows.append((h, a, b, text, cover, prior, _has_type(kind, text)))
+        extra = (DATELINE_BONUS * is_dateline(text) if published else 0.0
+                 ) - HEADING_PENALTY * is_heading(text)
+        rows.append((h, a, b, text, cover, prior, _has_type(kind, text), extra))
     if len(rows) > EMBED_CANDIDATES:
-        rows.sort(key=lambda r: -(W_COVER * r[4] + W_RANK * r[5] + W_TYPE * r[6]))
+        rows.sort(key=lambda r: -(W_COVER * r[4] + W_RANK * r[5] + W_TYPE * r[6] + r[7]))
         rows = rows[:EMBED_CANDIDATES]
     if qvec is None:
         qvec = embedder.embed([question])[0]
@@ -150,9 +170,8 @@ def score_sentences(question: str, hits: Sequence[Hit], embedder: Embedder,
     # sentence is what costs.
     dense = embedder.embed([r[3][:SENTENCE_CHARS] for r in rows]) @ qvec
     out = []
-    for (h, a, b, text, cover, prior, typ), d in zip(rows, dense):
-        score = (W_DENSE * float(d) + W_COVER * cover + W_TYPE * typ + W_RANK * prior
-                 - HEADING_PENALTY * is_heading(text))
+    for (h, a, b, text, cover, prior, typ, extra), d in zip(rows, dense):
+        score = W_DENSE * float(d) + W_COVER * cover + W_TYPE * typ + W_RANK * prior + extra
         out.append(Scored(h, a, b, text, score, float(d), cover))
     out.sort(key=lambda s: -s.score)
     return out

@@ -66,6 +66,14 @@ def test_intercepted_missiles_answered_with_two_and_exact_quote(seed_index):
         assert c.title == SEED_TITLE and c.published.startswith("2024-11-26")
 
 
+def test_when_published_is_answered_by_the_dateline(seed_index):
+    a = answer("When was the article about the ATACMS strikes published?", seed_index)
+    assert not a.abstained
+    first = a.citations[0]
+    assert first.quote == "Published 19:23 IST, November 26th 2024"
+    assert seed_index.article(SEED_ID).text[first.start:first.end] == first.quote
+
+
 def test_question_the_article_does_not_answer_abstains(seed_index):
     a = answer("What did the French president say about the strikes?", seed_index)
     assert a.abstained
