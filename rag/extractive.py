@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .embedding import Embedder
 from .articles import is_dateline
+from .embedding import Embedder
 from .hits import Hit
 from .lexical import tokenize
 from .sentences import split_sentences
