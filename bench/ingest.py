@@ -71,8 +71,7 @@ def main() -> int:
 
 
 def _trials(embedder: SentenceTransformerEmbedder) -> str:
-    best = {m: min((t for b, t in embedder.trials if b == m), default=None) for m in (True, False)}
-    return " / ".join("-" if v is None else f"{v:.1f}" for v in best.values())
+    return " / ".join("-" if v is None else f"{v:.1f}" for v in embedder.trial_best().values())
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import child_env
+from conftest import child_env, write
 from fakes import FakeEmbedder
 
 from rag.articles import Article, iter_articles
@@ -358,11 +358,9 @@ def test_a_live_reader_follows_a_rebuild_swapped_in_by_another_process(
     into the new folder."""
     old_corpus, new_corpus = tmp_path / "old", tmp_path / "new"
     for i, (title, words) in enumerate(TOPICS[:4]):
-        (old_corpus / f"a{i}.txt").parent.mkdir(parents=True, exist_ok=True)
-        (old_corpus / f"a{i}.txt").write_text(f"{title}\n{words}. {words}.\n", encoding="utf-8")
+        write(old_corpus / f"a{i}.txt", f"{title}\n{words}. {words}.\n")
     for i, (title, words) in enumerate(TOPICS[4:]):
-        (new_corpus / f"b{i}.txt").parent.mkdir(parents=True, exist_ok=True)
-        (new_corpus / f"b{i}.txt").write_text(f"{title}\n{words}. {words}.\n", encoding="utf-8")
+        write(new_corpus / f"b{i}.txt", f"{title}\n{words}. {words}.\n")
     index = tmp_path / "index"
     live = Index.build([old_corpus], path=index, embedder=FakeEmbedder(), progress=False)
     for _ in range(3):  # a few writes: the old store's version runs ahead of the new one's
