@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
                         "and change your index)")
     args = p.parse_args(argv)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    from rag.ui import serve  # gradio is heavy: imported once the flags are known good
+    from rag.app.ui import serve  # gradio is heavy: imported once the flags are known good
 
     try:
         serve(host=args.host, port=args.port, index=args.index, corpus=args.corpus,

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from rag import Index, SentenceTransformerEmbedder, answer
-from rag.metrics import percentile
+from rag.eval.metrics import percentile
 
 DEFAULT_QUERIES = Path(__file__).resolve().parent.parent.parent / "shared/datasets/scifact/queries.jsonl"
 

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from rag import Index, SentenceTransformerEmbedder
-from rag.metrics import percentile
+from rag.eval.metrics import percentile
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT = ROOT.parent / "shared" / "datasets" / "scifact" / "corpus.jsonl"

@@ -34,12 +34,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rag.articles import Article  # noqa: E402
-from rag.chunking import Chunk  # noqa: E402
-from rag.index import Index  # noqa: E402
-from rag.metrics import percentile  # noqa: E402
-from rag.store import Store  # noqa: E402
-from rag.vectors import Vectors  # noqa: E402
+from rag.eval.metrics import percentile  # noqa: E402
+from rag.index.facade import Index  # noqa: E402
+from rag.index.store import Store  # noqa: E402
+from rag.index.vectors import Vectors  # noqa: E402
+from rag.ingest.articles import Article  # noqa: E402
+from rag.ingest.chunking import Chunk  # noqa: E402
 
 DIM = 384
 TOPICS = 2000
@@ -236,7 +236,7 @@ def child(index: Path, queries_file: Path, out_file: Path) -> None:
 def derive(index: Path, out_file: Path) -> None:
     """Build the FAISS and BM25 files from the store, as the first load after a write
     that never wrote them does (in a fresh process, to measure its own peak memory)."""
-    import rag.index as ri
+    import rag.index.facade as ri
 
     timers = _timers(ri)
     t0 = time.perf_counter()
@@ -249,7 +249,7 @@ def derive(index: Path, out_file: Path) -> None:
 
 def fresh_update(index: Path, article_dir: Path, out_file: Path) -> None:
     """What `rag index NEW_ARTICLE` does: open (no state loaded) and add one article."""
-    import rag.index as ri
+    import rag.index.facade as ri
 
     timers = _timers(ri)
     t0 = time.perf_counter()
@@ -347,7 +347,7 @@ def run_size(n: int, work: Path, n_queries: int) -> dict[str, Any]:
     fresh = json.loads(out2.read_text())
     (upd / "fresh.txt").unlink()
     (upd / "warm.txt").write_text("Harbour reopens\n\n" + corpus.text(4, np.random.default_rng(6)))
-    import rag.index as ri
+    import rag.index.facade as ri
 
     timers = _timers(ri)
     idx = Index.load(index, embedder=QueryTable({texts[0]: qvecs[0]}))

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from rag import ChunkSpec
-from rag.bench import bench_squad
-from rag.evaluate import evaluate, open_index, write_outputs
+from rag.eval.benchmarks import bench_squad
+from rag.eval.runner import evaluate, open_index, write_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 SQUAD = ROOT.parent / "shared" / "datasets" / "squad2-500" / "qa.jsonl"

@@ -15,20 +15,20 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Index": "index",
-    "IndexReport": "index",
-    "IndexStats": "index",
-    "Hit": "hits",
-    "Answer": "answer_types",
-    "Citation": "answer_types",
-    "Article": "articles",
-    "Skipped": "articles",
-    "ChunkSpec": "chunking",
-    "Embedder": "embedding",
-    "SentenceTransformerEmbedder": "embedding",
-    "OpenAICompatible": "llm",
-    "answer": "answering",
-    "answer_stream": "answering",
+    "Index": "index.facade",
+    "IndexReport": "index.facade",
+    "IndexStats": "index.facade",
+    "Hit": "results",
+    "Answer": "results",
+    "Citation": "results",
+    "Article": "ingest.articles",
+    "Skipped": "ingest.articles",
+    "ChunkSpec": "ingest.chunking",
+    "Embedder": "embed.embedder",
+    "SentenceTransformerEmbedder": "embed.embedder",
+    "OpenAICompatible": "answering.llm",
+    "answer": "answering.answer",
+    "answer_stream": "answering.answer",
     "RagError": "errors",
 }
 
@@ -39,22 +39,21 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from .answer_types import Answer, Citation
-    from .answering import answer, answer_stream
-    from .articles import Article, Skipped
-    from .chunking import ChunkSpec
-    from .embedding import Embedder, SentenceTransformerEmbedder
-    from .errors import RagError
-    from .hits import Hit
-    from .index import Index, IndexReport, IndexStats
-    from .llm import OpenAICompatible
+    from rag.answering.answer import answer, answer_stream
+    from rag.answering.llm import OpenAICompatible
+    from rag.embed.embedder import Embedder, SentenceTransformerEmbedder
+    from rag.errors import RagError
+    from rag.index.facade import Index, IndexReport, IndexStats
+    from rag.ingest.articles import Article, Skipped
+    from rag.ingest.chunking import ChunkSpec
+    from rag.results import Answer, Citation, Hit
 
 
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'rag' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    value = getattr(importlib.import_module(f"rag.{module}"), name)
     globals()[name] = value
     return value
 

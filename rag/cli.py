@@ -13,7 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .errors import RagError
+from rag.errors import RagError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
@@ -33,7 +33,7 @@ def _default_index() -> str:
 
 
 def _embedder(args: argparse.Namespace) -> Any:
-    from .embedding import DEFAULT_MODEL, SentenceTransformerEmbedder
+    from rag.embed.embedder import DEFAULT_MODEL, SentenceTransformerEmbedder
 
     threads = getattr(args, "threads", None) or os.environ.get("RAG_THREADS")
     bf16_env = os.environ.get("RAG_BF16", "").lower()
@@ -43,12 +43,12 @@ def _embedder(args: argparse.Namespace) -> Any:
 
 
 def _open_index(args: argparse.Namespace) -> Any:
-    from .index import Index
+    from rag.index.facade import Index
 
     idx = Index.load(args.index, embedder=_embedder(args) if getattr(args, "model", None) else None)
     if getattr(args, "threads", None) or os.environ.get("RAG_THREADS") or os.environ.get("RAG_BF16"):
         # Same model as the index, with the requested runtime settings.
-        from .embedding import SentenceTransformerEmbedder
+        from rag.embed.embedder import SentenceTransformerEmbedder
 
         e = _embedder(args)
         idx.embedder = SentenceTransformerEmbedder(idx.model, threads=e.threads, bf16=e.bf16)
@@ -56,7 +56,7 @@ def _open_index(args: argparse.Namespace) -> Any:
 
 
 def _llm(args: argparse.Namespace) -> Any:
-    from .llm import OpenAICompatible
+    from rag.answering.llm import OpenAICompatible
 
     env = dict(os.environ)
     for flag, key in (("llm_url", "RAG_LLM_BASE_URL"), ("llm_model", "RAG_LLM_MODEL")):
@@ -66,8 +66,8 @@ def _llm(args: argparse.Namespace) -> Any:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from .chunking import ChunkSpec
-    from .index import Index
+    from rag.index.facade import Index
+    from rag.ingest.chunking import ChunkSpec
 
     spec = None
     if args.chunk_tokens or args.overlap is not None:
@@ -116,7 +116,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def _print_answer(ans: Any) -> None:
-    from .dates import display_date
+    from rag.ingest.dates import display_date
 
     print(safe(ans.text))
     for note in ans.notes:
@@ -144,7 +144,7 @@ def _answer_json(ans: Any) -> dict[str, Any]:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    from .answering import answer
+    from rag.answering.answer import answer
 
     idx = _open_index(args)
     llm = _llm(args)
@@ -159,7 +159,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    from .answering import answer
+    from rag.answering.answer import answer
 
     idx = _open_index(args)
     llm = _llm(args)
@@ -184,7 +184,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    from .index import Index
+    from rag.index.facade import Index
 
     s = Index.load(args.index).stats()
     if args.json:
@@ -197,19 +197,19 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluate import main as eval_main
+    from rag.eval.runner import main as eval_main
 
     return int(eval_main(args))
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import main as bench_main
+    from rag.eval.benchmarks import main as bench_main
 
     return int(bench_main(args))
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .ui import serve
+    from rag.app.ui import serve
 
     serve(host=args.host, port=args.port, index=args.index, corpus=args.corpus,
           allow_remote=args.allow_remote)

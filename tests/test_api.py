@@ -32,7 +32,7 @@ def test_errors_share_one_base():
 
 
 def test_answer_is_the_function_even_after_submodules_load():
-    code = ("import rag.cli, rag.ui, rag.evaluate; from rag import answer, answer_stream; "
+    code = ("import rag.cli, rag.app.ui, rag.eval.runner; from rag import answer, answer_stream; "
             "print(callable(answer) and callable(answer_stream) and answer.__name__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "answer"

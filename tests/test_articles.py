@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from rag.articles import (
+from rag.errors import InputError
+from rag.ingest.articles import (
     Article,
     Skipped,
     content_hash,
@@ -19,7 +20,6 @@ from rag.articles import (
     parse_date,
     read_text,
 )
-from rag.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = ROOT / "seeds"
@@ -369,7 +369,7 @@ def test_parse_date(raw: object, iso: str | None) -> None:
 
 
 def test_import_is_light() -> None:
-    code = ("import sys, rag.articles; heavy = {'trafilatura', 'dateutil', 'torch'} & "
+    code = ("import sys, rag.ingest.articles; heavy = {'trafilatura', 'dateutil', 'torch'} & "
             "set(sys.modules); assert not heavy, heavy")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env=env)

@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.answer_types import Answer
-from rag.articles import Article, Skipped, iter_articles
-from rag.embedding import DEFAULT_MODEL
+from rag.embed.embedder import DEFAULT_MODEL
 from rag.errors import RagError
+from rag.ingest.articles import Article, Skipped, iter_articles
+from rag.results import Answer
 
 TESTS = Path(__file__).resolve().parent
 NASTY = TESTS / "data" / "nasty"
@@ -104,7 +104,7 @@ def expected(extra: Path) -> tuple[dict[str, Article], list[Skipped], list[Artic
 
 
 def test_nasty_folder_is_partial_with_every_reason(nasty_index: tuple[Path, Path, Run]) -> None:
-    from rag.index import Index
+    from rag.index.facade import Index
 
     index, extra, r = nasty_index
     assert r.returncode == 3, r.stderr  # partial: distinct from 0 (ok) and 1 (failed)
@@ -220,7 +220,7 @@ def big_text(size: int, seed: int = 0) -> str:
 
 
 def test_huge_files_are_indexed_with_bounded_memory(tmp_path: Path) -> None:
-    from rag.index import Index
+    from rag.index.facade import Index
 
     corpus = tmp_path / "corpus"
     corpus.mkdir()
@@ -255,7 +255,7 @@ def test_huge_files_are_indexed_with_bounded_memory(tmp_path: Path) -> None:
         assert arts["big.txt"].chunks > 50 * 2**20 // 2000  # ~160-token chunks, not one blob
         assert arts["one_line.txt"].chunks > 2**20 // 2000
         assert idx.article("one_line.txt").text == line
-        from rag.chunking import count_tokens
+        from rag.ingest.chunking import count_tokens
 
         rows = idx.store.db.execute(
             "SELECT text FROM chunks WHERE article_id='one_line.txt' AND deleted IS NULL"
@@ -293,7 +293,7 @@ QUESTIONS = {
 def test_questions_through_the_library(nasty_index: tuple[Path, Path, Run],
                                        real_embedder: object) -> None:
     from rag import answer
-    from rag.index import Index
+    from rag.index.facade import Index
 
     index, *_ = nasty_index
     idx = Index.load(index, embedder=real_embedder)  # type: ignore[arg-type]

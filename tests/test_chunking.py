@@ -4,8 +4,8 @@ import sys
 import pytest
 from conftest import SEED_ID, SEEDS
 
-from rag.chunking import Chunk, ChunkSpec, chunk_article, chunk_spans, count_tokens, encoding
 from rag.errors import InputError
+from rag.ingest.chunking import Chunk, ChunkSpec, chunk_article, chunk_spans, count_tokens, encoding
 
 
 def seed_text() -> str:
@@ -69,7 +69,7 @@ def refuse(*a, **k):
     raise OSError("network disabled for this test")
 socket.socket.connect = refuse
 socket.create_connection = refuse
-from rag.chunking import count_tokens
+from rag.ingest.chunking import count_tokens
 print(count_tokens("Karachev, a city of about 18,000 people"))
 """
     env = {"TIKTOKEN_CACHE_DIR": str(tmp_path / "empty-cache"), "PATH": "/usr/bin:/bin",

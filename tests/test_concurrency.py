@@ -20,9 +20,9 @@ import pytest
 from conftest import child_env, write
 from fakes import FakeEmbedder
 
-from rag.articles import Article, iter_articles
 from rag.errors import IndexLockedError
-from rag.index import Index
+from rag.index.facade import Index
+from rag.ingest.articles import Article, iter_articles
 
 TESTS = Path(__file__).resolve().parent
 K = 5
@@ -182,7 +182,7 @@ from pathlib import Path
 sys.path.insert(0, {tests!r})
 from conftest import child_env
 from fakes import FakeEmbedder
-from rag.index import Index
+from rag.index.facade import Index
 
 index, stop, k = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
 idx = Index.load(index, embedder=FakeEmbedder())
@@ -386,7 +386,7 @@ def test_a_reader_opened_mid_write_serves_the_previous_version_without_rebuildin
     """Opened between a writer's commit and its manifest swap, a reader serves the version
     before (rebuilding a large index there would take minutes); when the writer dies
     instead of finishing, the reader rebuilds the new version itself."""
-    from rag.vectors import Vectors
+    from rag.index.vectors import Vectors
 
     corpus, index = write_base(tmp_path / "corpus"), tmp_path / "index"
     Index.build([corpus], path=index, embedder=FakeEmbedder(), progress=False).close()

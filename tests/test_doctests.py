@@ -8,7 +8,11 @@ import pytest
 
 import rag
 
-MODULES = sorted(m.name for m in pkgutil.iter_modules(rag.__path__) if m.name not in ("ui", "__main__"))
+MODULES = sorted(
+    m.name.removeprefix("rag.")
+    for m in pkgutil.walk_packages(rag.__path__, "rag.")
+    if not m.ispkg and m.name.rsplit(".", 1)[-1] not in ("ui", "__main__")
+)
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -25,8 +25,8 @@ class _TimedModel:
 
 @pytest.mark.parametrize("bf16_faster", [True, False])
 def test_bulk_embedding_measures_bf16_and_keeps_the_faster(monkeypatch, bf16_faster):
-    from rag import embedding
-    from rag.embedding import BF16_MIN_BATCH, BF16_TRIALS
+    from rag.embed import embedder as embedding
+    from rag.embed.embedder import BF16_MIN_BATCH, BF16_TRIALS
 
     monkeypatch.setattr(embedding, "cpu_has_bf16", lambda: True)
     emb = SentenceTransformerEmbedder()

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from rag.bench import bench_beir, bench_squad, squad_corpus
-from rag.bench import main as bench_main
 from rag.errors import InputError
-from rag.evaluate import load_gold
+from rag.eval.benchmarks import bench_beir, bench_squad, squad_corpus
+from rag.eval.benchmarks import main as bench_main
+from rag.eval.runner import load_gold
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLD = ROOT / "eval" / "gold" / "seeds.jsonl"

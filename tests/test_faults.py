@@ -30,12 +30,12 @@ import pytest
 from conftest import child_env
 from fakes import FakeEmbedder
 
-from rag.articles import Article, iter_articles
-from rag.chunking import ChunkSpec, chunk_article
-from rag.embedding import DEFAULT_MODEL
+from rag.embed.embedder import DEFAULT_MODEL
 from rag.errors import IndexWriteError
 from rag.faults import POINTS
-from rag.index import Index
+from rag.index.facade import Index
+from rag.ingest.articles import Article, iter_articles
+from rag.ingest.chunking import ChunkSpec, chunk_article
 
 TESTS = Path(__file__).resolve().parent
 SEED = TESTS.parent / "seeds" / "000_1511c0eeef884a91.txt"
@@ -579,7 +579,7 @@ def test_update_in_a_fresh_process_starts_from_the_previous_files(
         tmp_path: Path, refs: dict[str, State], monkeypatch: pytest.MonkeyPatch) -> None:
     """`rag index FILE` never searches, so it has no state loaded: it must update the
     previous version's FAISS file, not rebuild (and, at 200k+ chunks, retrain IVF)."""
-    from rag.vectors import Vectors
+    from rag.index.vectors import Vectors
 
     corpus, index = tmp_path / "corpus", tmp_path / "index"
     build_old(corpus, index)

@@ -7,8 +7,8 @@ from conftest import SEED_ID, SEEDS, write
 from fakes import FakeEmbedder
 
 from rag import Index
-from rag.chunking import ChunkSpec
 from rag.errors import IndexNotFoundError, InputError, ModelMismatchError
+from rag.ingest.chunking import ChunkSpec
 
 DIPLOMAT = """Published 10:00 GMT, March 3rd 2025
 Norway Expels Ambassador Over Fishing Dispute
@@ -173,9 +173,9 @@ def _article(n: int) -> str:
 
 
 def test_auto_index_moves_from_exact_to_ivf_as_it_grows(tmp_path, monkeypatch):
-    import rag.vectors
+    import rag.index.vectors
 
-    monkeypatch.setattr(rag.vectors, "AUTO_IVF_AT", 60)
+    monkeypatch.setattr(rag.index.vectors, "AUTO_IVF_AT", 60)
     root = tmp_path / "c"
     for n in range(20):
         write(root / f"a{n}.txt", _article(n))

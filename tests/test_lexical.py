@@ -8,8 +8,8 @@ import random
 import numpy as np
 import pytest
 
-from rag import lexical
-from rag.lexical import Lexical, tokenize
+from rag.index import lexical
+from rag.index.lexical import Lexical, tokenize
 
 WORDS = ("kursk missile drone attack region governor border village power plant strike "
          "shelling 2 three intercepted civilians killed wounded bridge river oil depot "

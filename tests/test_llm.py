@@ -2,7 +2,7 @@
 
 The server runs in a thread on 127.0.0.1 (port 0), answers with scripted replies and
 records what it was sent. The only fake is the embedder (a hashed bag of words); whether
-a sentence is supported is decided by rag.verify itself.
+a sentence is supported is decided by rag.answering.verify itself.
 """
 
 from __future__ import annotations
@@ -21,17 +21,17 @@ from typing import Any
 import numpy as np
 import pytest
 
-from rag.errors import InputError, LLMError
-from rag.hits import Hit
-from rag.llm import OpenAICompatible
-from rag.prompt import (
+from rag.answering.llm import OpenAICompatible
+from rag.answering.prompt import (
     ABSTAIN,
     MAX_HISTORY_TURNS,
     build_messages,
     clean_rewrite,
     rewrite_messages,
 )
-from rag.verify import SUPPORT_THRESHOLD, ground_reply, support_score
+from rag.answering.verify import SUPPORT_THRESHOLD, ground_reply, support_score
+from rag.errors import InputError, LLMError
+from rag.results import Hit
 
 # Paragraphs of seeds/000_1511c0eeef884a91.txt, inlined so the test stands alone.
 TITLE = "Russia Claims Two More ATACMS Missile Strikes by Ukraine, Threatens Retaliation"

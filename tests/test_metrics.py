@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.metrics import (
+from rag.eval.metrics import (
     abstention_scores,
     best_threshold,
     contains_answer,
@@ -24,7 +24,7 @@ from rag.metrics import (
     threshold_sweep,
     token_f1,
 )
-from rag.report import write_report
+from rag.eval.report import write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLD = ROOT / "eval" / "gold" / "seeds.jsonl"
@@ -321,7 +321,7 @@ def test_write_report_accepts_a_hit_curve(tmp_path):
 
 
 def test_importing_metrics_and_report_does_not_import_matplotlib():
-    code = "import sys, rag.metrics, rag.report; print('matplotlib' in sys.modules)"
+    code = "import sys, rag.eval.metrics, rag.eval.report; print('matplotlib' in sys.modules)"
     done = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )

@@ -5,7 +5,7 @@ import pytest
 from conftest import SEED_ID, SEED_TITLE, SEEDS
 
 from rag import SentenceTransformerEmbedder, answer
-from rag.chunking import ChunkSpec, chunk_article
+from rag.ingest.chunking import ChunkSpec, chunk_article
 
 pytestmark = pytest.mark.slow
 
@@ -18,7 +18,7 @@ def test_default_model_loads_offline_from_the_wheel(real_embedder):
 
 
 def test_bf16_vectors_match_fp32(real_embedder):
-    from rag.embedding import BF16_MIN_BATCH
+    from rag.embed.embedder import BF16_MIN_BATCH
 
     # bf16 is used for batches of BF16_MIN_BATCH and more (indexing); test such a batch.
     text = (SEEDS / SEED_ID).read_text()

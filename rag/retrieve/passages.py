@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from .hits import Hit
-from .store import Store
+from rag.index.store import Store
+from rag.results import Hit
 
 
 @dataclass(frozen=True)

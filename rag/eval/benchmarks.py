@@ -5,7 +5,7 @@
   list); nDCG@10, Recall@100 and MRR@10 are computed as BEIR / pytrec_eval do.
 - `squad FILE`: a SQuAD 2.0 sample (qa.jsonl rows with `context`, `answers`,
   `is_impossible`). The corpus is the distinct paragraphs; the questions go through
-  `rag.evaluate.evaluate`, so the result has `rag eval`'s keys.
+  `rag.eval.runner.evaluate`, so the result has `rag eval`'s keys.
 
 Where the data is absent (a user's machine has no ../shared), the command says so and
 exits 0.
@@ -22,8 +22,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import InputError
-from .evaluate import (
+from rag.errors import InputError
+from rag.eval.metrics import ndcg_at_k, percentile, recall_at_k, reciprocal_rank
+from rag.eval.runner import (
     Gold,
     default_index_dir,
     evaluate,
@@ -33,11 +34,10 @@ from .evaluate import (
     table,
     write_outputs,
 )
-from .metrics import ndcg_at_k, percentile, recall_at_k, reciprocal_rank
 
 if TYPE_CHECKING:
-    from .chunking import ChunkSpec
-    from .index import Index
+    from rag.index.facade import Index
+    from rag.ingest.chunking import ChunkSpec
 
 BEIR_FILES = ("corpus.jsonl", "queries.jsonl", "qrels/test.tsv")
 DOCS = 100  # distinct documents ranked per query (Recall@100)

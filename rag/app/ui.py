@@ -26,16 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .answer_types import Answer, Citation
-from .answering import answer_stream
-from .articles import SUPPORTED_SUFFIXES
-from .dates import display_date
-from .embedding import Embedder
-from .errors import InputError, RagError
-from .hits import Hit
-from .index import Index
-from .llm import OpenAICompatible
-from .render import (
+from rag.answering.answer import answer_stream
+from rag.answering.llm import OpenAICompatible
+from rag.app.render import (
     EMPTY_SOURCES,
     _esc,
     chat_text,
@@ -44,6 +37,12 @@ from .render import (
     sources_html,
     sources_text,
 )
+from rag.embed.embedder import Embedder
+from rag.errors import InputError, RagError
+from rag.index.facade import Index
+from rag.ingest.articles import SUPPORTED_SUFFIXES
+from rag.ingest.dates import display_date
+from rag.results import Answer, Citation, Hit
 
 if TYPE_CHECKING:
     import gradio as gr

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .errors import InputError, LLMError
+from rag.errors import InputError, LLMError
 
 _MAX_RETRY_AFTER = 10.0  # seconds; never sleep longer than this on a server's Retry-After
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from .hits import Hit
+from rag.results import Hit
 
 ABSTAIN = "NOT_IN_ARTICLES"  # the exact reply that means "the sources don't answer this"
 MAX_HISTORY_TURNS = 3  # earlier (question, answer) pairs kept for follow-ups
@@ -53,7 +53,7 @@ def neutralise(text: str) -> str:
 def format_source(n: int, hit: Hit) -> str:
     """One hit as a numbered, framed source block.
 
-    >>> from rag.hits import Hit
+    >>> from rag.results import Hit
     >>> h = Hit(1, 0.9, "a", "Title", "2024-11-26", "Wire", None, None, 0, "Text.", 0, 5)
     >>> print(format_source(1, h))
     <source id="1">
@@ -82,7 +82,7 @@ def build_messages(
     last `MAX_HISTORY_TURNS` are kept, trimmed, with their old [n] markers removed
     (those numbers referred to other sources).
 
-    >>> from rag.hits import Hit
+    >>> from rag.results import Hit
     >>> h = Hit(1, 0.9, "a", "T", None, None, None, None, 0, "Two were intercepted.", 0, 21)
     >>> msgs = build_messages("How many?", [h], [("Who?", "Russia [1].")])
     >>> [m["role"] for m in msgs]

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .articles import is_dateline
-from .embedding import Embedder
-from .hits import Hit
-from .lexical import tokenize
-from .sentences import split_sentences
+from rag.embed.embedder import Embedder
+from rag.index.lexical import tokenize
+from rag.ingest.articles import is_dateline
+from rag.ingest.sentences import split_sentences
+from rag.results import Hit
 
 # Weights of the sentence score; see eval/ for how they were measured.
 W_DENSE, W_COVER, W_TYPE, W_RANK = 0.45, 0.40, 0.10, 0.05
@@ -206,7 +206,7 @@ def _similar(a: str, b: str) -> bool:
 def missing_names(question: str, hits: Sequence[Hit]) -> list[str]:
     """Capitalised names in the question that appear in none of the passages or titles.
 
-    >>> from rag.hits import Hit
+    >>> from rag.results import Hit
     >>> h = Hit(1, 1.0, "a", "T", None, None, None, None, 1, "Putin spoke.", 0, 12)
     >>> missing_names("What did the French president say?", [h]), missing_names("What did Putin say?", [h])
     (['French'], [])

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from .errors import InputError
-from .sentences import split_sentences
+from rag.errors import InputError
+from rag.ingest.sentences import split_sentences
 
 
 @dataclass(frozen=True)

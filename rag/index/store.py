@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .articles import Article
-from .chunking import Chunk
-from .errors import IndexCorruptError, IndexWriteError
-from .faults import checkpoint
+from rag.errors import IndexCorruptError, IndexWriteError
+from rag.faults import checkpoint
+from rag.ingest.articles import Article
+from rag.ingest.chunking import Chunk
 
 FORMAT = 1
 

@@ -26,10 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .articles import Article, Skipped, iter_articles
-from .chunking import Chunk, ChunkSpec, chunk_article
-from .embedding import DEFAULT_MODEL, Embedder, SentenceTransformerEmbedder
-from .errors import (
+from rag.embed.embedder import DEFAULT_MODEL, Embedder, SentenceTransformerEmbedder
+from rag.errors import (
     IndexCorruptError,
     IndexLockedError,
     IndexNotFoundError,
@@ -37,8 +35,8 @@ from .errors import (
     InputError,
     ModelMismatchError,
 )
-from .faults import checkpoint
-from .folder import (
+from rag.faults import checkpoint
+from rag.index.folder import (
     Progress,
     ProgressBar,
     WriteLock,
@@ -49,12 +47,14 @@ from .folder import (
     read_manifest,
     write_json_atomic,
 )
-from .hits import Hit
-from .lexical import Lexical
-from .passages import PassageSpec, passages
-from .search import MODES, Fusion, search
-from .store import FORMAT, ArticleInfo, Store
-from .vectors import KINDS, Vectors, choose_kind
+from rag.index.lexical import Lexical
+from rag.index.store import FORMAT, ArticleInfo, Store
+from rag.index.vectors import KINDS, Vectors, choose_kind
+from rag.ingest.articles import Article, Skipped, iter_articles
+from rag.ingest.chunking import Chunk, ChunkSpec, chunk_article
+from rag.results import Hit
+from rag.retrieve.fusion import MODES, Fusion, search
+from rag.retrieve.passages import PassageSpec, passages
 
 _EMBED_BATCH = 128
 

@@ -8,7 +8,7 @@ per question with `id`, `question`, `answer`, `abstained`, `unanswerable`,
 `confidence`, `latency_ms`, `hit_rank`, `contains`, `f1`, `citations`).
 Optional keys: `threshold` (the abstention threshold), other `hit@k` keys,
 `hit_curve` (hit@k for k = 1, 2, ..., or `[k, value]` pairs; used instead of the
-`hit@k` keys), `sweep` (rows of `rag.metrics.threshold_sweep`, as lists or
+`hit@k` keys), `sweep` (rows of `rag.eval.metrics.threshold_sweep`, as lists or
 mappings) and `ablations` (`{name: {metric: value}}`). Any key may be missing
 or null; its row or plot is then left out.
 

@@ -11,15 +11,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from .answer_types import Answer, Citation
-from .chat import Turn, contextual_query, is_follow_up
-from .dates import display_date, wants_latest, year_range
-from .errors import InputError, LLMError
-from .extractive import missing_names, score_sentences, select
-from .hits import Hit
+from rag.answering.extractive import missing_names, score_sentences, select
+from rag.answering.followups import Turn, contextual_query, is_follow_up
+from rag.errors import InputError, LLMError
+from rag.ingest.dates import display_date, wants_latest, year_range
+from rag.results import Answer, Citation, Hit
 
 if TYPE_CHECKING:
-    from .index import Index
+    from rag.index.facade import Index
 
 # Below this confidence the extractive answerer abstains. Calibrated on SQuAD 2.0 dev (500
 # questions, 258 unanswerable) and eval/gold/seeds.jsonl: without a reader model, SQuAD's
@@ -196,7 +195,7 @@ def _abstain(question: str, hits: Sequence[Hit], confidence: float, mode: str = 
 
 def _llm_rewrite(question: str, history: Sequence[Turn], llm: Any) -> str | None:
     """A standalone search query written by the LLM; None (use the heuristic) if it fails."""
-    from .prompt import clean_rewrite, rewrite_messages
+    from rag.answering.prompt import clean_rewrite, rewrite_messages
 
     try:
         reply = "".join(llm.generate(rewrite_messages(question, history)))
@@ -207,8 +206,8 @@ def _llm_rewrite(question: str, history: Sequence[Turn], llm: Any) -> str | None
 
 def _llm_stream(question: str, hits: Sequence[Hit], index: Index, history: Sequence[Turn],
                 llm: Any) -> Iterator[str | Answer]:
-    from .prompt import build_messages
-    from .verify import ground_reply
+    from rag.answering.prompt import build_messages
+    from rag.answering.verify import ground_reply
 
     if not hits:
         yield NOT_IN_ARTICLES

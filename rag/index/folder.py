@@ -8,8 +8,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import IndexLockedError, IndexWriteError
-from .faults import checkpoint
+from rag.errors import IndexLockedError, IndexWriteError
+from rag.faults import checkpoint
 
 Progress = bool | Callable[[int, int, str], None]
 

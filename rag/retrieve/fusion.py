@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InputError
-from .hits import Hit
-from .lexical import Lexical
-from .store import Store
-from .vectors import Vectors
+from rag.errors import InputError
+from rag.index.lexical import Lexical
+from rag.index.store import Store
+from rag.index.vectors import Vectors
+from rag.results import Hit
 
 MODES = ("hybrid", "dense", "lexical")
 METHODS = ("convex", "rrf")

@@ -11,9 +11,8 @@ import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .answer_types import Answer, Citation
-from .dates import display_date
-from .hits import Hit
+from rag.ingest.dates import display_date
+from rag.results import Answer, Citation, Hit
 
 _MD_LINK = re.compile(r"\]([(:\[])")  # [text](url), ![alt](src), [ref]: url, [text][ref]
 

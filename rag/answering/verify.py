@@ -23,12 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from .answer_types import Citation
-from .dates import display_date
-from .embedding import Embedder
-from .hits import Hit
-from .prompt import ABSTAIN
-from .sentences import split_sentences
+from rag.answering.prompt import ABSTAIN
+from rag.embed.embedder import Embedder
+from rag.ingest.dates import display_date
+from rag.ingest.sentences import split_sentences
+from rag.results import Citation, Hit
 
 # Calibrated with all-MiniLM-L6-v2 on 43 hand-made claims against two passages of the seed
 # article: at 0.7, 17 of 20 faithful paraphrases pass (compound sentences score 0.87-0.95)

@@ -1,7 +1,7 @@
 """`rag eval`: gold question/answer pairs scored against the same `answer()` the chat uses.
 
     from rag import Index
-    from rag.evaluate import evaluate
+    from rag.eval.runner import evaluate
     idx = Index.build(["seeds/"], path="/tmp/idx", progress=False)
     result = evaluate("eval/gold/seeds.jsonl", idx)
     print(result["hit@5"], result["answer_contains"])
@@ -39,8 +39,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import InputError
-from .metrics import (
+from rag.errors import InputError
+from rag.eval.metrics import (
     abstention_scores,
     best_threshold,
     contains_answer,
@@ -52,10 +52,9 @@ from .metrics import (
 )
 
 if TYPE_CHECKING:
-    from .answer_types import Answer
-    from .chunking import ChunkSpec
-    from .hits import Hit
-    from .index import Index
+    from rag.index.facade import Index
+    from rag.ingest.chunking import ChunkSpec
+    from rag.results import Answer, Hit
 
 RETRIEVAL_DEPTH = 10
 MODES = ("dense", "lexical", "hybrid")
@@ -193,7 +192,7 @@ def evaluate(
     answer draws on (as in the chat). With `ablate`, the result's `ablations` compares
     dense, BM25 and hybrid retrieval.
     """
-    from .answering import ABSTAIN_BELOW, answer, retrieve
+    from rag.answering.answer import ABSTAIN_BELOW, answer, retrieve
 
     gold = load_gold(gold_path) if isinstance(gold_path, (str, os.PathLike)) else list(gold_path)
     if not gold:
@@ -234,7 +233,7 @@ def summarize(results: Sequence[QuestionResult], *, index_seconds: float | None 
         **_retrieval([r.hit_rank for r in answerable]),
         "answer_contains": _mean([float(r.contains) for r in answerable]),
         "token_f1": _mean([r.f1 for r in results]),
-        # No citations made, none wrong: 1.0, as rag.metrics scores empty denominators.
+        # No citations made, none wrong: 1.0, as rag.eval.metrics scores empty denominators.
         "citation_precision": sum(r.good_citations for r in answerable) / cites if cites else 1.0,
         "abstain_precision": precision,
         "abstain_recall": recall,
@@ -276,8 +275,8 @@ def open_index(corpus: str | os.PathLike[str], path: str | os.PathLike[str], *,
 
     Returns the index and the seconds it took (small when nothing changed).
     """
-    from .embedding import SentenceTransformerEmbedder
-    from .index import Index
+    from rag.embed.embedder import SentenceTransformerEmbedder
+    from rag.index.facade import Index
 
     t0 = time.perf_counter()
     idx = Index.open(path, chunking=chunking)
@@ -374,7 +373,7 @@ def write_outputs(result: dict[str, Any], json_out: str | None, report_dir: str 
                                   encoding="utf-8")
         print(f"wrote {json_out}")
     if report_dir:
-        from .report import write_report
+        from rag.eval.report import write_report
 
         path = write_report(result, Path(report_dir), title)
         add_notes(path, title, intro)

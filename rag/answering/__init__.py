@@ -1,0 +1,1 @@
+"""Answers: extractive sentence selection, the LLM path with verification, follow-up questions."""

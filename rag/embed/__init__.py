@@ -1,0 +1,1 @@
+"""Turning text into vectors: the embedder protocol and the packaged sentence-transformers model."""

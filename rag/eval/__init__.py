@@ -1,0 +1,1 @@
+"""Evaluation: gold files, scoring, public benchmarks and reports."""

@@ -1,0 +1,1 @@
+"""The index folder: the SQLite store (source of truth), FAISS vectors, BM25 segments, the lock and manifest, and the `Index` facade."""

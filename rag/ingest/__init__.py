@@ -1,0 +1,1 @@
+"""Reading articles: parsing files, dates, sentences and chunks."""

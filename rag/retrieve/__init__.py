@@ -1,0 +1,1 @@
+"""Search: fusing dense and BM25 scores, and widening chunks into passages."""
