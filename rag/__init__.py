@@ -22,6 +22,7 @@ _EXPORTS = {
     "Answer": "results",
     "Citation": "results",
     "Article": "ingest.articles",
+    "Filters": "options",
     "Skipped": "ingest.articles",
     "ChunkSpec": "ingest.chunking",
     "Embedder": "embed.embedder",
@@ -33,7 +34,7 @@ _EXPORTS = {
 }
 
 __all__ = [
-    "Answer", "Article", "ChunkSpec", "Citation", "Embedder", "Hit", "Index", "IndexReport",
+    "Answer", "Article", "ChunkSpec", "Citation", "Embedder", "Filters", "Hit", "Index", "IndexReport",
     "IndexStats", "OpenAICompatible", "RagError", "SentenceTransformerEmbedder", "Skipped",
     "answer", "answer_stream",
 ]
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from rag.answering.llm import OpenAICompatible
     from rag.embed.embedder import Embedder, SentenceTransformerEmbedder
     from rag.errors import RagError
+    from rag.options import Filters
     from rag.index.facade import Index, IndexReport, IndexStats
     from rag.ingest.articles import Article, Skipped
     from rag.ingest.chunking import ChunkSpec

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.errors import RagError
+from rag.options import ANSWER_MODES, SEARCH_MODES, Filters
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
@@ -99,8 +100,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 def cmd_search(args: argparse.Namespace) -> int:
     idx = _open_index(args)
-    hits = idx.search(args.query, k=args.k, published_after=args.after,
-                      published_before=args.before, sources=args.source, mode=args.mode)
+    hits = idx.search(args.query, k=args.k, filters=_filters(args), mode=args.mode)
     if args.json:
         keys = ("rank", "score", "article_id", "title", "published", "source", "url", "path",
                 "chunk_id", "text", "start", "end", "dense", "lexical")
@@ -150,7 +150,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     llm = _llm(args)
     mode = args.mode or ("llm" if llm else "extractive")
     ans = answer(args.question, idx, k=args.k, mode=mode, llm=llm,
-                 published_after=args.after, published_before=args.before, sources=args.source)
+                 filters=_filters(args))
     if args.json:
         print(json.dumps(_answer_json(ans), ensure_ascii=False, indent=2))
     else:
@@ -247,7 +247,7 @@ def parser() -> argparse.ArgumentParser:
     common(sp)
     filters(sp)
     sp.add_argument("-k", type=int, default=5)
-    sp.add_argument("--mode", default="hybrid", choices=["hybrid", "dense", "lexical"])
+    sp.add_argument("--mode", default="hybrid", choices=SEARCH_MODES)
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_search)
 
@@ -260,7 +260,7 @@ def parser() -> argparse.ArgumentParser:
         common(sp)
         filters(sp)
         sp.add_argument("-k", type=int, default=5)
-        sp.add_argument("--mode", choices=["extractive", "llm"],
+        sp.add_argument("--mode", choices=ANSWER_MODES,
                         help="default: llm when RAG_LLM_BASE_URL is set, else extractive")
         sp.add_argument("--llm-url", help="OpenAI-compatible base URL (or RAG_LLM_BASE_URL)")
         sp.add_argument("--llm-model", help="model name at that endpoint (or RAG_LLM_MODEL)")
@@ -286,7 +286,7 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--index", help="index folder (default: a temporary folder)")
     sp.add_argument("--json", dest="json_out", help="write the figures JSON here")
     sp.add_argument("--report", help="write a Markdown report with plots into this folder")
-    sp.add_argument("--mode", default="hybrid", choices=["hybrid", "dense", "lexical"])
+    sp.add_argument("--mode", default="hybrid", choices=SEARCH_MODES)
     sp.add_argument("--threads", type=int)
     sp.set_defaults(func=cmd_bench)
 
@@ -300,6 +300,14 @@ def parser() -> argparse.ArgumentParser:
                          "network can read and change your index)")
     sp.set_defaults(func=cmd_serve)
     return p
+
+
+def _filters(args: argparse.Namespace) -> Filters:
+    """The search filters the command line asked for."""
+    sources = getattr(args, "source", None)
+    return Filters(published_after=getattr(args, "after", None),
+                   published_before=getattr(args, "before", None),
+                   sources=tuple(sources) if sources else None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

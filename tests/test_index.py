@@ -9,6 +9,7 @@ from fakes import FakeEmbedder
 from rag import Index
 from rag.errors import IndexNotFoundError, InputError, ModelMismatchError
 from rag.ingest.chunking import ChunkSpec
+from rag.options import Filters
 
 DIPLOMAT = """Published 10:00 GMT, March 3rd 2025
 Norway Expels Ambassador Over Fishing Dispute
@@ -135,13 +136,13 @@ def test_missing_index_and_model_mismatch_say_what_to_do(corpus, tmp_path):
 
 def test_filters_by_date_and_source(corpus, tmp_path):
     idx = build(corpus, tmp_path)
-    hits = idx.search("bridge ambassador missiles", k=10, published_after="2025-01-01")
+    hits = idx.search("bridge ambassador missiles", k=10, filters=Filters(published_after="2025-01-01"))
     assert {h.article_id for h in hits} == {"norway.txt"}
-    hits = idx.search("bridge ambassador missiles", k=10, published_before="2023-12-31")
+    hits = idx.search("bridge ambassador missiles", k=10, filters=Filters(published_before="2023-12-31"))
     assert {h.article_id for h in hits} == {"sub/bridge.txt"}
-    hits = idx.search("bridge", k=10, published_before="2024-11-26")
+    hits = idx.search("bridge", k=10, filters=Filters(published_before="2024-11-26"))
     assert SEED_ID in {h.article_id for h in hits}  # the whole day counts
-    assert idx.search("bridge", k=10, sources=["nobody"]) == []
+    assert idx.search("bridge", k=10, filters=Filters(sources=("nobody",))) == []
 
 
 def test_bad_queries_get_clear_errors(corpus, tmp_path):

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rag.answering.extractive import missing_names, score_sentences, select
 from rag.answering.followups import Turn, contextual_query, is_follow_up
 from rag.errors import InputError, LLMError
 from rag.ingest.dates import display_date, wants_latest, year_range
+from rag.markers import cite
+from rag.options import ANSWER_MODES, AnswerMode, Filters
 from rag.results import Answer, Citation, Hit
 
 if TYPE_CHECKING:
+    from rag.answering.llm import Generator
     from rag.index.facade import Index
 
 # Below this confidence the extractive answerer abstains. Calibrated on SQuAD 2.0 dev (500
@@ -40,24 +43,20 @@ def answer(
     *,
     history: Sequence[Turn] = (),
     k: int = 5,
-    mode: str = "extractive",
-    llm: Any = None,
-    published_after: str | None = None,
-    published_before: str | None = None,
-    sources: Sequence[str] | None = None,
+    mode: AnswerMode = "extractive",
+    llm: Generator | None = None,
+    filters: Filters | None = None,
     fallback: bool = True,
 ) -> Answer:
     """Answer `question` from the articles in `index`, citing every sentence.
 
     `history` is the conversation so far as (question, answer) pairs, oldest first.
     `mode` is "extractive" (default, no LLM) or "llm" (needs `llm`, an OpenAI-compatible
-    client); with `fallback`, an unreachable LLM gives the extractive answer plus a note.
+    client); `filters` limits the articles drawn on; with `fallback`, an unreachable LLM gives the extractive answer plus a note.
     """
     final: Answer | None = None
     for part in answer_stream(question, index, history=history, k=k, mode=mode, llm=llm,
-                              published_after=published_after,
-                              published_before=published_before, sources=sources,
-                              fallback=fallback):
+                              filters=filters, fallback=fallback):
         if isinstance(part, Answer):
             final = part
     assert final is not None
@@ -70,11 +69,9 @@ def answer_stream(
     *,
     history: Sequence[Turn] = (),
     k: int = 5,
-    mode: str = "extractive",
-    llm: Any = None,
-    published_after: str | None = None,
-    published_before: str | None = None,
-    sources: Sequence[str] | None = None,
+    mode: AnswerMode = "extractive",
+    llm: Generator | None = None,
+    filters: Filters | None = None,
     fallback: bool = True,
 ) -> Iterator[str | Answer]:
     """Like `answer()`, but yields the answer text as it grows, then the final `Answer`.
@@ -83,15 +80,14 @@ def answer_stream(
     dropped by verification.
     """
     question = _clean_question(question)
-    if mode not in ("extractive", "llm"):
-        raise InputError(f"unknown answer mode {mode!r}; use 'extractive' or 'llm'")
+    if mode not in ANSWER_MODES:
+        raise InputError(f"unknown answer mode {mode!r}; use one of {', '.join(ANSWER_MODES)}")
     if mode == "llm" and llm is None:
         raise InputError("LLM mode needs an endpoint: set RAG_LLM_BASE_URL and RAG_LLM_MODEL")
     query = None
     if mode == "llm" and history and is_follow_up(question):
         query = _llm_rewrite(question, history, llm)
-    hits = retrieve(question, index, history=history, k=k, published_after=published_after,
-                    published_before=published_before, sources=sources, query=query)
+    hits = retrieve(question, index, history=history, k=k, filters=filters, query=query)
     if mode == "llm":
         try:
             yield from _llm_stream(question, hits, index, history, llm)
@@ -119,19 +115,18 @@ def _clean_question(question: str) -> str:
 
 
 def retrieve(question: str, index: Index, *, history: Sequence[Turn] = (), k: int = 5,
-             published_after: str | None = None, published_before: str | None = None,
-             sources: Sequence[str] | None = None, query: str | None = None) -> list[Hit]:
+             filters: Filters | None = None, query: str | None = None) -> list[Hit]:
     """The passages an answer draws on: follow-ups searched with their context, explicit
     years filtered on, and "latest" questions preferring newer articles among close hits."""
     query = query or contextual_query(question, history)
+    filters = filters or Filters()
     years = year_range(question)
-    if years and not (published_after or published_before):
-        hits = index.search(query, k=k, published_after=years[0], published_before=years[1],
-                            sources=sources)
+    if years and not (filters.published_after or filters.published_before):
+        hits = index.search(query, k=k, filters=replace(
+            filters, published_after=years[0], published_before=years[1]))
         if hits:
             return hits
-    hits = index.search(query, k=k, published_after=published_after,
-                        published_before=published_before, sources=sources)
+    hits = index.search(query, k=k, filters=filters)
     if wants_latest(question) and hits:
         top = hits[0].score
         close = [h for h in hits if h.score >= 0.8 * top]
@@ -174,7 +169,7 @@ def extract_answer(question: str, hits: Sequence[Hit], index: Index,
             n=n, article_id=h.article_id, title=h.title, published=h.published, source=h.source,
             url=h.url, path=h.path, quote=s.text, start=s.start, end=s.end, chunk_id=h.chunk_id,
             chunk_start=h.start, chunk_end=h.end))
-        parts.append(f"{s.text} [{n}]")
+        parts.append(f"{s.text} {cite(n)}")
     return Answer(question=question, text=" ".join(parts), citations=tuple(citations),
                   hits=tuple(hits), abstained=False, mode="extractive",
                   confidence=round(confidence, 4))
@@ -193,7 +188,7 @@ def _abstain(question: str, hits: Sequence[Hit], confidence: float, mode: str = 
                   abstained=True, mode=mode, confidence=round(confidence, 4), dropped=dropped)
 
 
-def _llm_rewrite(question: str, history: Sequence[Turn], llm: Any) -> str | None:
+def _llm_rewrite(question: str, history: Sequence[Turn], llm: Generator) -> str | None:
     """A standalone search query written by the LLM; None (use the heuristic) if it fails."""
     from rag.answering.prompt import clean_rewrite, rewrite_messages
 
@@ -205,7 +200,7 @@ def _llm_rewrite(question: str, history: Sequence[Turn], llm: Any) -> str | None
 
 
 def _llm_stream(question: str, hits: Sequence[Hit], index: Index, history: Sequence[Turn],
-                llm: Any) -> Iterator[str | Answer]:
+                llm: Generator) -> Iterator[str | Answer]:
     from rag.answering.prompt import build_messages
     from rag.answering.verify import ground_reply
 

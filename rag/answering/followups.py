@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from rag.markers import strip_markers
+
 Turn = tuple[str, str]  # (user question, assistant answer)
 
 _FOLLOW_UP = re.compile(
     r"\b(he|she|it|they|him|her|his|hers|its|their|them|this|that|these|those|there|"
     r"the same|the latter|the former|former|latter)\b|^(and|also|what about|how about|why|"
     r"when|where)\b", re.IGNORECASE)
-_MARKER = re.compile(r"\s*\[\d+\]")
 
 
 def is_follow_up(question: str) -> bool:
@@ -41,7 +42,7 @@ def contextual_query(question: str, history: Sequence[Turn] = (), *,
     prev_q, prev_a = history[-1]
     if not with_answer:
         return f"{question} {prev_q.strip()}"
-    prev_a = _MARKER.sub("", prev_a or "")
+    prev_a = strip_markers(prev_a or "")
     prev_a = re.sub(r"\s+", " ", prev_a).strip()
     if prev_a.lower().startswith("not in the articles"):
         prev_a = ""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from rag.markers import strip_markers
 from rag.results import Hit
 
 ABSTAIN = "NOT_IN_ARTICLES"  # the exact reply that means "the sources don't answer this"
@@ -38,7 +39,6 @@ Reply with the query only, on one line, without quotes or explanation."""
 # `<source`, `</source`, `< / SOURCES` ... anything that could open or close a frame.
 _DELIMITER = re.compile(r"<(\s*/?\s*)(sources?\b)", re.IGNORECASE)
 _QUERY_LABEL = re.compile(r"^\s*(?:standalone\s+)?(?:search\s+)?query\s*:\s*", re.IGNORECASE)
-_MARKERS = re.compile(r"\s*\[\d+(?:\s*[,–-]\s*\d+)*\]")
 
 
 def neutralise(text: str) -> str:
@@ -123,7 +123,7 @@ def rewrite_messages(question: str, history: Sequence[tuple[str, str]]) -> list[
     lines = []
     for user, assistant in list(history)[-MAX_HISTORY_TURNS:]:
         lines.append(f"User: {_trim(user)}")
-        lines.append(f"Assistant: {_trim(_MARKERS.sub('', assistant))}")
+        lines.append(f"Assistant: {_trim(strip_markers(assistant))}")
     conversation = "\n".join(lines) if lines else "(none)"
     user_msg = (
         f"Conversation:\n{conversation}\n\n"
@@ -154,7 +154,7 @@ def _history_messages(history: Sequence[tuple[str, str]]) -> list[dict[str, str]
     messages = []
     for user, assistant in list(history)[-MAX_HISTORY_TURNS:]:
         messages.append({"role": "user", "content": _trim(user)})
-        messages.append({"role": "assistant", "content": _trim(_MARKERS.sub("", assistant))})
+        messages.append({"role": "assistant", "content": _trim(strip_markers(assistant))})
     return messages
 
 

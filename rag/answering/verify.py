@@ -27,6 +27,8 @@ from rag.answering.prompt import ABSTAIN
 from rag.embed.embedder import Embedder
 from rag.ingest.dates import display_date
 from rag.ingest.sentences import split_sentences
+from rag.markers import MARKER, REF
+from rag.markers import cited as marker_numbers
 from rag.results import Citation, Hit
 
 # Calibrated with all-MiniLM-L6-v2 on 43 hand-made claims against two passages of the seed
@@ -38,13 +40,11 @@ SUPPORT_THRESHOLD = 0.7  # a cited sentence needs this much support from a passa
 STRONG_SUPPORT_THRESHOLD = 0.8
 WINDOW_WORDS = 14  # long sentences are also compared clause-sized, in windows of this many words  # an uncited sentence is kept only with this much from a hit
 
-_REF = r"\[(?:(?:sources?|refs?)\s*:?\s*)?(\d+(?:\s*,\s*\d+)*)\]"
-_MARKER = re.compile(_REF, re.IGNORECASE)  # [1], [1, 3], [Source 2]; "[1][2]" is two
 # Markers after the full stop ("...intercepted. [1] Next") belong to that sentence.
 _MARKERS_AFTER_STOP = re.compile(
-    rf"([.!?]+[\"'”’»)]*)[ \t]*((?:{_REF}[ \t]*)*{_REF})", re.IGNORECASE
+    rf"([.!?]+[\"'”’»)]*)[ \t]*((?:{REF}[ \t]*)*{REF})", re.IGNORECASE
 )
-_MARKER_AND_SPACE = re.compile(rf"[ \t]*{_REF}", re.IGNORECASE)
+_MARKER_AND_SPACE = re.compile(rf"[ \t]*{REF}", re.IGNORECASE)
 _BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
 _ACRONYM = re.compile(r"\b(?:[A-Za-z]\.){2,}")  # U.S. -> US
 _TOKEN = re.compile(r"\d+(?:[.,]\d+)*(?:st|nd|rd|th)?|[A-Za-z]+(?:['’][A-Za-z]+)?")
@@ -177,7 +177,7 @@ def _parse(text: str, n_hits: int) -> tuple[list[_Sentence], list[str]]:
     sentences, dropped, previous_end = [], [], 0
     for a, b in split_sentences(text):
         raw, newline, previous_end = text[a:b], "\n" in text[previous_end:a], b
-        numbers = [int(n) for m in _MARKER.finditer(raw) for n in m.group(1).split(",")]
+        numbers = [n for m in MARKER.finditer(raw) for n in marker_numbers(m)]
         core = _MARKER_AND_SPACE.sub("", raw).strip()
         claim = _BULLET.sub("", core).strip()
         if not re.search(r"\w", claim):

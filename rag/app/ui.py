@@ -22,12 +22,12 @@ import shutil
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from rag.answering.answer import answer_stream
-from rag.answering.llm import OpenAICompatible
+from rag.answering.llm import Generator, OpenAICompatible
 from rag.app.render import (
     EMPTY_SOURCES,
     _esc,
@@ -42,6 +42,7 @@ from rag.errors import InputError, RagError
 from rag.index.facade import Index
 from rag.ingest.articles import SUPPORTED_SUFFIXES
 from rag.ingest.dates import display_date
+from rag.options import ANSWER_MODES, AnswerMode, Filters
 from rag.results import Answer, Citation, Hit
 
 if TYPE_CHECKING:
@@ -119,9 +120,8 @@ class Settings:
     """What the settings panel (or an API call) asks for."""
 
     k: int = 5
-    after: str | None = None
-    before: str | None = None
-    mode: str = "extractive"
+    filters: Filters = field(default_factory=Filters)
+    mode: AnswerMode = "extractive"
 
 
 def _date(value: str | None, what: str) -> str | None:
@@ -135,7 +135,7 @@ class Service:
     """The index over `corpus` plus uploads, built in the background on `start()`."""
 
     def __init__(self, index_dir: str | os.PathLike[str], corpus: str | os.PathLike[str] | None,
-                 llm: Any = None, embedder: Embedder | None = None) -> None:
+                 llm: Generator | None = None, embedder: Embedder | None = None) -> None:
         self.index_dir = Path(index_dir)
         self.corpus = Path(corpus) if corpus else None
         self.uploads = self.index_dir / "uploads"
@@ -199,22 +199,22 @@ class Service:
     def settings(self, k: float | None, after: str | None, before: str | None,
                  mode: str | None) -> Settings:
         mode = mode or ("llm" if self.llm else "extractive")
-        if mode not in ("extractive", "llm"):
-            raise InputError(f"unknown mode {mode!r}; use 'extractive' or 'llm'")
+        if mode not in ANSWER_MODES:
+            raise InputError(f"unknown mode {mode!r}; use one of {', '.join(ANSWER_MODES)}")
         if mode == "llm" and self.llm is None:
             raise InputError("LLM mode needs an endpoint: set RAG_LLM_BASE_URL and "
                              "RAG_LLM_MODEL before starting the app")
         if k is None or not 1 <= int(k) <= 50:
             raise InputError("the number of passages must be between 1 and 50")
-        return Settings(int(k), _date(after, "'published after'"),
-                        _date(before, "'published before'"), mode)
+        filters = Filters(published_after=_date(after, "'published after'"),
+                          published_before=_date(before, "'published before'"))
+        return Settings(int(k), filters, cast(AnswerMode, mode))
 
     def ask(self, question: str, history: Sequence[tuple[str, str]],
             s: Settings) -> Iterator[str | Answer]:
         """`answer_stream` over the shared index with these settings."""
         yield from answer_stream(question, self.index(), history=history, k=s.k, mode=s.mode,
-                                 llm=self.llm, published_after=s.after,
-                                 published_before=s.before)
+                                 llm=self.llm, filters=s.filters)
 
     def passage(self, c: Citation, hits: Sequence[Hit]) -> tuple[str, int]:
         """The passage citation `c` quotes from, and its offset in the article."""

@@ -30,7 +30,6 @@ import argparse
 import hashlib
 import json
 import os
-import re
 import sys
 import tempfile
 import time
@@ -50,6 +49,7 @@ from rag.eval.metrics import (
     threshold_sweep,
     token_f1,
 )
+from rag.markers import strip_markers
 
 if TYPE_CHECKING:
     from rag.index.facade import Index
@@ -58,7 +58,6 @@ if TYPE_CHECKING:
 
 RETRIEVAL_DEPTH = 10
 MODES = ("dense", "lexical", "hybrid")
-_MARKER = re.compile(r"\s*\[\d+\]")
 
 
 @dataclass(frozen=True)
@@ -137,7 +136,7 @@ def _mean(values: Sequence[float]) -> float:
 
 
 def _score(gold: Gold, ans: Answer, hits: Sequence[Hit], latency_ms: float) -> QuestionResult:
-    text = "" if ans.abstained else _MARKER.sub("", ans.text).strip()
+    text = "" if ans.abstained else strip_markers(ans.text).strip()
     if gold.unanswerable:
         f1 = float(ans.abstained)
     else:

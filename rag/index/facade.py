@@ -52,8 +52,9 @@ from rag.index.store import FORMAT, ArticleInfo, Store
 from rag.index.vectors import KINDS, Vectors, choose_kind
 from rag.ingest.articles import Article, Skipped, iter_articles
 from rag.ingest.chunking import Chunk, ChunkSpec, chunk_article
+from rag.options import SEARCH_MODES, Filters, SearchMode
 from rag.results import Hit
-from rag.retrieve.fusion import MODES, Fusion, search
+from rag.retrieve.fusion import Fusion, search
 from rag.retrieve.passages import PassageSpec, passages
 
 _EMBED_BATCH = 128
@@ -510,13 +511,14 @@ class Index:
 
     # -- reading ---------------------------------------------------------------------------
     def search(
-        self, query: str, k: int = 5, *, published_after: str | None = None,
-        published_before: str | None = None, sources: Sequence[str] | None = None,
-        mode: str = "hybrid",
+        self, query: str, k: int = 5, *, filters: Filters | None = None,
+        mode: SearchMode = "hybrid",
     ) -> list[Hit]:
-        """The `k` passages that best match `query`, best first."""
-        if mode not in MODES:
-            raise InputError(f"unknown search mode {mode!r}; choose one of {', '.join(MODES)}")
+        """The `k` passages that best match `query`, best first, among the articles that
+        pass `filters`."""
+        if mode not in SEARCH_MODES:
+            raise InputError(
+                f"unknown search mode {mode!r}; choose one of {', '.join(SEARCH_MODES)}")
         query = (query or "").strip()
         if not query:
             raise InputError("the question is empty; type a question")
@@ -524,8 +526,9 @@ class Index:
             raise InputError("k must be at least 1")
         state = self._current()
         allowed = None
-        if published_after or published_before or sources:
-            allowed = self.store.filter_ids(published_after, published_before, sources)
+        if filters is not None and filters.active:
+            allowed = self.store.filter_ids(filters.published_after, filters.published_before,
+                                            filters.sources)
             if not len(allowed):
                 return []
         qvec = self.embed_query(query[:4000])

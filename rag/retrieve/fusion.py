@@ -11,9 +11,9 @@ from rag.errors import InputError
 from rag.index.lexical import Lexical
 from rag.index.store import Store
 from rag.index.vectors import Vectors
+from rag.options import SearchMode
 from rag.results import Hit
 
-MODES = ("hybrid", "dense", "lexical")
 METHODS = ("convex", "rrf")
 
 
@@ -106,7 +106,7 @@ def search(
     store: Store,
     dim: int,
     k: int = 5,
-    mode: str = "hybrid",
+    mode: SearchMode = "hybrid",
     allowed: np.ndarray | None = None,
     fusion: Fusion = Fusion(),
 ) -> list[Hit]:
