@@ -13,7 +13,7 @@ import json
 import os
 import re
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -113,16 +113,26 @@ def iter_articles(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Article |
 
 
 def _iter_roots(roots: list[Path]) -> Iterator[Article | Skipped]:
+    for item in iter_files(roots):
+        if isinstance(item, Skipped):
+            yield item
+        else:
+            yield from articles_in_file(*item)
+
+
+def iter_files(roots: Sequence[Path]) -> Iterator[tuple[Path, str] | Skipped]:
+    """(file, its name relative to its root) for every file `iter_articles` would read, in
+    the same order, or a `Skipped`: lets another process parse them (`articles_in_file`)."""
     for root in roots:
         if root.is_dir():
             yield from _iter_folder(root, root)
         elif root.is_file():
-            yield from _articles_in_file(root, root.name)
+            yield root, root.name
         else:
             yield Skipped(str(root.absolute()), "not a regular file or folder")
 
 
-def _iter_folder(folder: Path, base: Path) -> Iterator[Article | Skipped]:
+def _iter_folder(folder: Path, base: Path) -> Iterator[tuple[Path, str] | Skipped]:
     try:
         with os.scandir(folder) as it:
             entries = sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
@@ -136,12 +146,13 @@ def _iter_folder(folder: Path, base: Path) -> Iterator[Article | Skipped]:
         elif entry.is_symlink() and entry.is_dir():  # not followed: it could loop
             yield Skipped(str(path.absolute()), "symlinked folder not followed; pass it directly")
         elif entry.is_file():
-            yield from _articles_in_file(path, path.relative_to(base).as_posix())
+            yield path, path.relative_to(base).as_posix()
         else:
             yield Skipped(str(path.absolute()), "not a regular file (broken link or device?)")
 
 
-def _articles_in_file(path: Path, rel: str) -> Iterator[Article | Skipped]:
+def articles_in_file(path: Path, rel: str) -> Iterator[Article | Skipped]:
+    """The articles in one file (`rel`: its name relative to the folder given), or why not."""
     f = _File(path.absolute(), rel)
     suffix = path.suffix.lower()
     parse = _PARSERS.get(suffix)
