@@ -29,6 +29,10 @@ class Filters:
     published_after: str | None = None
     published_before: str | None = None
     sources: tuple[str, ...] | None = None
+    # The date the question is asked at (ISO `2023-06-01`): articles published after it are
+    # not used (undated ones are), and nearer articles are mildly preferred. None: no
+    # as-of date (the answerer treats None as today).
+    as_of: str | None = None
 
     @property
     def active(self) -> bool:

@@ -45,6 +45,20 @@ class Citation:
 
 
 @dataclass(frozen=True)
+class Short:
+    """The short answer (a name, a number, a date...) that leads an answer.
+
+    An exact span of citation `n`'s quote: `text == article.text[start:end]`, and
+    `start`/`end` lie inside that citation's `start`/`end`, so it can be highlighted.
+    """
+
+    text: str
+    n: int
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
 class Answer:
     """The answer text with inline `[n]` markers, its citations, and the hits it drew on."""
 
@@ -57,3 +71,4 @@ class Answer:
     confidence: float = 0.0
     dropped: tuple[str, ...] = field(default=())  # LLM sentences removed as unsupported
     notes: tuple[str, ...] = field(default=())  # e.g. "LLM endpoint down; extractive answer"
+    short: Short | None = None  # the short answer, for who/where/when/how-many questions
