@@ -13,7 +13,7 @@ import json
 import os
 import re
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -39,10 +39,20 @@ class Article:
 
 @dataclass(frozen=True)
 class Skipped:
-    """A file (or a line of a JSONL file) that was not indexed, and why."""
+    """A file, folder or JSON record that was not indexed, and why.
+
+    `path` is what to show ("file.jsonl:7" for a line); `file` is the file or folder it
+    belongs to, so a sync knows which stored articles it must keep (never parse `path`:
+    a folder may be called "2024:news")."""
 
     path: str
     reason: str
+    file: str = ""
+
+    @property
+    def source(self) -> str:
+        """The file or folder that could not be (fully) read."""
+        return self.file or self.path
 
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".html", ".htm", ".json", ".jsonl")
@@ -95,13 +105,33 @@ class _File:
     rel: str  # relative to the folder argument, or the file name for a file argument
 
 
-def iter_articles(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Article | Skipped]:
+def iter_articles(paths: Iterable[str | os.PathLike[str]], *,
+                  follow_links: bool = False) -> Iterator[Article | Skipped]:
     """Yield an `Article` (or a `Skipped` with the reason) for every article under `paths`.
 
     Each path is a file or a folder (walked recursively in sorted order; hidden files and
-    folders such as .git are ignored). Files are read one at a time. Bad content never raises;
-    a path that does not exist raises `InputError`, before anything is yielded.
+    folders such as .git are ignored). Files are read one at a time. Bad content, bad names,
+    links and parser failures never raise: that file is skipped with its reason. Symbolic
+    links leading out of a folder are skipped unless `follow_links`. A path that does not
+    exist raises `InputError`, before anything is yielded.
     """
+    files = iter_files(paths, follow_links=follow_links)  # checks the roots now
+    return _iter_articles(files)
+
+
+def _iter_articles(files: Iterator[tuple[Path, str] | Skipped]) -> Iterator[Article | Skipped]:
+    for item in files:
+        if isinstance(item, Skipped):
+            yield item
+        else:
+            yield from articles_in_file(*item)
+
+
+def iter_files(paths: Iterable[str | os.PathLike[str]], *,
+               follow_links: bool = False) -> Iterator[tuple[Path, str] | Skipped]:
+    """(file, its name relative to its root) for every file `iter_articles` would read, in
+    the same order, or a `Skipped`: lets another process parse them (`articles_in_file`).
+    Raises `InputError` at once for a path that does not exist."""
     if isinstance(paths, (str, os.PathLike)):  # a lone path, not an iterable of characters
         paths = [paths]
     roots = [Path(p) for p in paths]
@@ -109,62 +139,103 @@ def iter_articles(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Article |
         if not root.exists():
             raise InputError(f"No such file or folder: '{root}' (resolved from {Path.cwd()}). "
                              "Check the spelling, or give the folder that holds your articles.")
-    return _iter_roots(roots)
+    return _iter_roots(roots, follow_links)
 
 
-def _iter_roots(roots: list[Path]) -> Iterator[Article | Skipped]:
-    for item in iter_files(roots):
-        if isinstance(item, Skipped):
-            yield item
-        else:
-            yield from articles_in_file(*item)
-
-
-def iter_files(roots: Sequence[Path]) -> Iterator[tuple[Path, str] | Skipped]:
-    """(file, its name relative to its root) for every file `iter_articles` would read, in
-    the same order, or a `Skipped`: lets another process parse them (`articles_in_file`)."""
+def _iter_roots(roots: list[Path], follow_links: bool) -> Iterator[tuple[Path, str] | Skipped]:
     for root in roots:
         if root.is_dir():
-            yield from _iter_folder(root, root)
+            real = os.path.realpath(root)
+            yield from _iter_folder(root, _Walk(root, real, follow_links, {real}))
         elif root.is_file():
-            yield root, root.name
+            yield root.absolute(), root.name
         else:
-            yield Skipped(str(root.absolute()), "not a regular file or folder")
+            yield Skipped(shown(root), "not a regular file or folder")
 
 
-def _iter_folder(folder: Path, base: Path) -> Iterator[tuple[Path, str] | Skipped]:
+@dataclass
+class _Walk:
+    base: Path  # the folder argument (ids are relative to it)
+    real: str  # its real path: links leading out of it are not followed by default
+    follow_links: bool
+    seen: set[str]  # real paths of folders walked (followed links can loop)
+
+
+def shown(path: Path | str) -> str:
+    """A path as text that can always be printed and stored (undecodable bytes as \\xNN)."""
+    return os.fsencode(os.path.abspath(path)).decode("utf-8", "backslashreplace")
+
+
+def _iter_folder(folder: Path, walk: _Walk) -> Iterator[tuple[Path, str] | Skipped]:
     try:
         with os.scandir(folder) as it:
             entries = sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
     except OSError as e:
-        yield Skipped(str(folder.absolute()), f"cannot read folder ({e.strerror or e})")
+        yield Skipped(shown(folder), f"cannot read folder ({e.strerror or e})")
         return
     for entry in entries:
         path = Path(entry.path)
-        if entry.is_dir(follow_symlinks=False):
-            yield from _iter_folder(path, base)
-        elif entry.is_symlink() and entry.is_dir():  # not followed: it could loop
-            yield Skipped(str(path.absolute()), "symlinked folder not followed; pass it directly")
-        elif entry.is_file():
-            yield path, path.relative_to(base).as_posix()
+        try:
+            kind = _classify(entry, walk)
+        except OSError as e:  # a link loop, a vanished entry, a permission: this entry only
+            kind = f"cannot read ({e.strerror or e})"
+        if kind == "folder":
+            yield from _iter_folder(path, walk)
+        elif kind == "file":
+            yield path.absolute(), path.relative_to(walk.base).as_posix()
         else:
-            yield Skipped(str(path.absolute()), "not a regular file (broken link or device?)")
+            yield Skipped(shown(path), kind)
+
+
+def _classify(entry: os.DirEntry[str], walk: _Walk) -> str:
+    """"folder", "file", or the reason the entry is skipped."""
+    try:
+        entry.name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "the name is not valid UTF-8; rename it (for example with convmv)"
+    if entry.is_dir(follow_symlinks=False):
+        return "folder"
+    if not entry.is_symlink():
+        return "file" if entry.is_file(follow_symlinks=False) else \
+            "not a regular file (a device, socket or pipe?)"
+    target = os.path.realpath(entry.path)
+    os.stat(entry.path)  # raises for a loop or a broken link: the reason says which
+    inside = target == walk.real or target.startswith(walk.real.rstrip(os.sep) + os.sep)
+    if not inside and not walk.follow_links:
+        return (f"symbolic link to {shown(target)}, outside {shown(walk.base)}; not followed "
+                "(pass --follow-links to index it)")
+    if entry.is_dir():
+        if not walk.follow_links:
+            return "symlinked folder not followed; pass it directly or use --follow-links"
+        if target in walk.seen:
+            return "folder already indexed through another path (a link loop?)"
+        walk.seen.add(target)
+        return "folder"
+    return "file" if entry.is_file() else "not a regular file (a device, socket or pipe?)"
 
 
 def articles_in_file(path: Path, rel: str) -> Iterator[Article | Skipped]:
-    """The articles in one file (`rel`: its name relative to the folder given), or why not."""
+    """The articles in one file (`rel`: its name relative to the folder given), or why not.
+    Never raises: a parser bug or a missing library skips this file with the reason."""
     f = _File(path.absolute(), rel)
-    suffix = path.suffix.lower()
+    try:
+        str(f.path).encode("utf-8")
+    except UnicodeEncodeError:  # it could be neither stored nor shown as given
+        yield Skipped(shown(f.path), "the path is not valid UTF-8; rename it (e.g. with convmv)")
+        return
+    suffix = f.path.suffix.lower()
     parse = _PARSERS.get(suffix)
     if parse is None:
         kind = suffix or "(no extension)"
-        yield Skipped(str(f.path), f"unsupported file type {kind} (use one of: "
+        yield Skipped(shown(f.path), f"unsupported file type {kind} (use one of: "
                       f"{', '.join(SUPPORTED_SUFFIXES)})")
         return
     try:
         yield from parse(_read(f.path), f)
     except _Skip as e:
-        yield Skipped(str(f.path), str(e))
+        yield Skipped(shown(f.path), str(e))
+    except Exception as e:  # a parser bug or a broken library costs this file, not the run
+        yield Skipped(shown(f.path), f"could not be parsed ({type(e).__name__}: {e})")
 
 
 def _read(path: Path) -> str:
@@ -395,7 +466,11 @@ def _parse_md(text: str, f: _File) -> Iterator[Article]:
 
 
 def _parse_html(text: str, f: _File) -> Iterator[Article]:
-    import trafilatura  # heavy (~0.3 s): imported only when an HTML file shows up
+    try:
+        import trafilatura  # heavy (~0.3 s): imported only when an HTML file shows up
+    except ImportError as e:  # e.g. lxml without lxml_html_clean: only HTML files need it
+        raise _Skip(f"HTML support is not installed ({e}); run `pip install trafilatura "
+                    "lxml_html_clean` and index again") from None
 
     try:
         doc: Any = trafilatura.bare_extraction(
@@ -439,7 +514,8 @@ def _parse_jsonl(text: str, f: _File) -> Iterator[Article | Skipped]:
         try:
             obj = json.loads(line)
         except (ValueError, RecursionError) as e:
-            yield Skipped(f"{f.path}:{n}", f"line {n}: invalid JSON ({_json_error(e)})")
+            yield Skipped(f"{shown(f.path)}:{n}", f"line {n}: invalid JSON ({_json_error(e)})",
+                          shown(f.path))
             continue
         yield _record(obj, f, where=f"line {n}", fallback_id=f"{f.rel}#{n}")
 
@@ -452,12 +528,12 @@ def _json_error(e: Exception) -> str:
 
 def _record(obj: object, f: _File, *, where: str, fallback_id: str) -> Article | Skipped:
     """One JSON object -> Article; `where` ('line 7', 'item 2' or '') prefixes skip reasons."""
-    path = f"{f.path}:{where.split()[-1]}" if where else str(f.path)
+    path = f"{shown(f.path)}:{where.split()[-1]}" if where else shown(f.path)
     prefix = f"{where}: " if where else ""
     if not isinstance(obj, dict):
-        return Skipped(path, f"{prefix}not a JSON object")
+        return Skipped(path, f"{prefix}not a JSON object", shown(f.path))
     if not any(k in obj for k in _TEXT_KEYS):
-        return Skipped(path, f"{prefix}no 'text' or 'body' field")
+        return Skipped(path, f"{prefix}no 'text' or 'body' field", shown(f.path))
     text = next((t for k in _TEXT_KEYS if isinstance(t := obj.get(k), str) and t), "")
     text = _INVISIBLE.sub("", text)  # JSON escapes such as \u200b decode to them
     url = _as_str(obj.get("url")) or _as_str(obj.get("link"))
@@ -470,7 +546,7 @@ def _record(obj: object, f: _File, *, where: str, fallback_id: str) -> Article |
                                       None)),
         )
     except _Skip as e:
-        return Skipped(path, f"{prefix}{e}")
+        return Skipped(path, f"{prefix}{e}", shown(f.path))
 
 
 def _as_str(value: object) -> str | None:
