@@ -6,17 +6,30 @@ from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
-class Hit:
-    """A chunk returned by search. `text == article.text[start:end]`."""
+class Source:
+    """Where a passage comes from: its article and the article's metadata.
 
-    rank: int
-    score: float
+    Shared by `Hit` and `Citation`, so a citation carries exactly what its hit knew."""
+
     article_id: str
     title: str
     published: str | None
     source: str | None
     url: str | None
     path: str | None
+
+    def origin(self) -> Source:
+        """Just the source fields (a `Hit` or `Citation` narrowed to its `Source`)."""
+        return Source(self.article_id, self.title, self.published, self.source, self.url,
+                      self.path)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Hit(Source):
+    """A passage returned by search. `text == article.text[start:end]`."""
+
+    rank: int
+    score: float
     chunk_id: int
     text: str
     start: int
@@ -25,23 +38,23 @@ class Hit:
     lexical: float = 0.0  # BM25 score of the chunk (0 when no query term matched)
 
 
-@dataclass(frozen=True)
-class Citation:
+@dataclass(frozen=True, kw_only=True)
+class Citation(Source):
     """Marker `[n]` in the answer text points here. `quote == article.text[start:end]`."""
 
     n: int
-    article_id: str
-    title: str
-    published: str | None
-    source: str | None
-    url: str | None
-    path: str | None
     quote: str
     start: int
     end: int
     chunk_id: int = -1
     chunk_start: int = 0  # the whole passage the quote sits in, for highlighting in context
     chunk_end: int = 0
+
+    @classmethod
+    def of(cls, hit: Hit, n: int, quote: str, start: int, end: int) -> Citation:
+        """Citation `n` quoting `quote` (at article offsets `start:end`) from `hit`'s passage."""
+        return cls(**vars(hit.origin()), n=n, quote=quote, start=start, end=end,
+                   chunk_id=hit.chunk_id, chunk_start=hit.start, chunk_end=hit.end)
 
 
 @dataclass(frozen=True)

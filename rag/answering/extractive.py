@@ -207,7 +207,8 @@ def missing_names(question: str, hits: Sequence[Hit]) -> list[str]:
     """Capitalised names in the question that appear in none of the passages or titles.
 
     >>> from rag.results import Hit
-    >>> h = Hit(1, 1.0, "a", "T", None, None, None, None, 1, "Putin spoke.", 0, 12)
+    >>> h = Hit(article_id="a", title="T", published=None, source=None, url=None, path=None,
+    ...         rank=1, score=1.0, chunk_id=1, text="Putin spoke.", start=0, end=12)
     >>> missing_names("What did the French president say?", [h]), missing_names("What did Putin say?", [h])
     (['French'], [])
     """

@@ -54,7 +54,8 @@ def format_source(n: int, hit: Hit) -> str:
     """One hit as a numbered, framed source block.
 
     >>> from rag.results import Hit
-    >>> h = Hit(1, 0.9, "a", "Title", "2024-11-26", "Wire", None, None, 0, "Text.", 0, 5)
+    >>> h = Hit(article_id="a", title="Title", published="2024-11-26", source="Wire", url=None,
+    ...         path=None, rank=1, score=0.9, chunk_id=0, text="Text.", start=0, end=5)
     >>> print(format_source(1, h))
     <source id="1">
     Title: Title
@@ -83,7 +84,8 @@ def build_messages(
     (those numbers referred to other sources).
 
     >>> from rag.results import Hit
-    >>> h = Hit(1, 0.9, "a", "T", None, None, None, None, 0, "Two were intercepted.", 0, 21)
+    >>> h = Hit(article_id="a", title="T", published=None, source=None, url=None, path=None,
+    ...         rank=1, score=0.9, chunk_id=0, text="Two were intercepted.", start=0, end=21)
     >>> msgs = build_messages("How many?", [h], [("Who?", "Russia [1].")])
     >>> [m["role"] for m in msgs]
     ['system', 'user', 'assistant', 'user']

@@ -114,7 +114,8 @@ def support_score(claim: str, passage: str, embedder: Embedder) -> float:
     Supported at SUPPORT_THRESHOLD and above. A claim with a number the passage lacks
     scores 0 whatever the embedder says.
     """
-    hit = Hit(0, 0.0, "", "", None, None, None, None, -1, passage, 0, len(passage))
+    hit = Hit(article_id="", title="", published=None, source=None, url=None, path=None,
+              rank=0, score=0.0, chunk_id=-1, text=passage, start=0, end=len(passage))
     [vec], [p] = _embed([claim], [hit], embedder, with_metadata=False)
     return _support(_claim_terms(claim), vec, [p]).score
 
@@ -261,12 +262,7 @@ def _why(sentence: _Sentence, support: _Support, threshold: float) -> str:
 
 def _citation(n: int, hit: Hit, support: _Support) -> Citation:
     a, b = support.span
-    return Citation(
-        n=n, article_id=hit.article_id, title=hit.title, published=hit.published,
-        source=hit.source, url=hit.url, path=hit.path, quote=hit.text[a:b],
-        start=hit.start + a, end=hit.start + b,
-        chunk_id=hit.chunk_id, chunk_start=hit.start, chunk_end=hit.end,
-    )
+    return Citation.of(hit, n, hit.text[a:b], hit.start + a, hit.start + b)
 
 
 def _with_markers(core: str, numbers: Sequence[int]) -> str:
