@@ -13,6 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from rag.app.ui import add_serve_arguments
 from rag.errors import RagError
 from rag.options import ANSWER_MODES, SEARCH_MODES, Filters
 
@@ -209,10 +210,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from rag.app.ui import serve
+    from rag.app.ui import serve_from_args
 
-    serve(host=args.host, port=args.port, index=args.index, corpus=args.corpus,
-          allow_remote=args.allow_remote)
+    serve_from_args(args)
     return EXIT_OK
 
 
@@ -291,13 +291,7 @@ def parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_bench)
 
     sp = sub.add_parser("serve", help="the chat in the browser (Gradio)")
-    sp.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
-    sp.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
-    sp.add_argument("--index", default=_default_index())
-    sp.add_argument("--corpus", default="seeds", help="articles indexed on first start")
-    sp.add_argument("--allow-remote", action="store_true",
-                    help="allow binding a non-local address without auth (anyone on the "
-                         "network can read and change your index)")
+    add_serve_arguments(sp)
     sp.set_defaults(func=cmd_serve)
     return p
 

@@ -1,6 +1,6 @@
 """The Gradio app end to end: the real `app.py` in a subprocess, driven with gradio_client.
 
-Also the pure pieces of `rag.app.ui` that keep it safe: host checks, upload names, escaping.
+Also the pure pieces of `rag.app` that keep it safe: host checks, upload names, escaping.
 The helpers `start_app`/`stop_app` are shared with tests/test_browser.py.
 """
 
@@ -143,10 +143,10 @@ def test_non_local_host_needs_auth(tmp_path: Path, command: list[str]) -> None:
     assert not (tmp_path / "index").exists()  # refused before touching anything
 
 
-# -- the pure parts of rag.app.ui --------------------------------------------------------------------
+# -- the pure parts of rag.app ------------------------------------------------------------------------
 def test_host_rules() -> None:
     from rag import RagError
-    from rag.app.ui import check_host, parse_auth
+    from rag.app.security import check_host, parse_auth
 
     for host in ("127.0.0.1", "localhost", "::1", "127.0.0.2"):
         check_host(host, None, False)
@@ -168,7 +168,7 @@ def test_host_rules() -> None:
     (".hidden.txt", "hidden.txt"),
 ])
 def test_safe_name(name: str, expected: str | None) -> None:
-    from rag.app.ui import safe_name
+    from rag.app.security import safe_name
 
     assert safe_name(name) == expected
 
@@ -217,7 +217,7 @@ def test_abstention_shows_nearest_passages() -> None:
 def service(tmp_path: Path) -> Iterator[object]:
     from fakes import FakeEmbedder
 
-    from rag.app.ui import Service
+    from rag.app.service import Service
 
     svc = Service(tmp_path / "index", seed_corpus(tmp_path), embedder=FakeEmbedder())
     svc.start()
@@ -227,7 +227,7 @@ def service(tmp_path: Path) -> Iterator[object]:
 
 
 def test_upload_report_and_removal(service: object, tmp_path: Path) -> None:
-    from rag.app.ui import Service
+    from rag.app.service import Service
 
     assert isinstance(service, Service)
     assert service.error is None

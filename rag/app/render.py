@@ -19,7 +19,7 @@ _MD_LINK = re.compile(r"\]([(:\[])")  # [text](url), ![alt](src), [ref]: url, [t
 
 
 
-def _esc(text: object) -> str:
+def esc(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
@@ -59,16 +59,16 @@ def sources_text(ans: Answer) -> str:
 def _link(c: Citation | Hit) -> str:
     url = c.url or ""
     if url.startswith(("http://", "https://")):  # never javascript: or data: links
-        return (f'<a href="{_esc(url)}" target="_blank" rel="noopener noreferrer nofollow">'
-                f"{_esc(url)}</a>")
-    return f"<code>{_esc(_where(c))}</code>"
+        return (f'<a href="{esc(url)}" target="_blank" rel="noopener noreferrer nofollow">'
+                f"{esc(url)}</a>")
+    return f"<code>{esc(_where(c))}</code>"
 
 
 def _meta(c: Citation | Hit) -> str:
     when = display_date(c.published)
-    parts = [f"as of {_esc(when)}" if when else "undated"]
+    parts = [f"as of {esc(when)}" if when else "undated"]
     if c.source:
-        parts.append(_esc(c.source))
+        parts.append(esc(c.source))
     parts.append(_link(c))
     return " · ".join(parts)
 
@@ -83,10 +83,10 @@ def highlight(passage: str, spans: Sequence[tuple[int, int, int]]) -> str:
     for start, end, n in sorted(spans):
         if start < pos or not 0 <= start < end <= len(passage):
             continue  # overlapping or out of range: leave unmarked
-        out.append(_esc(passage[pos:start]))
-        out.append(f"<mark>{_esc(passage[start:end])}</mark><sup class=\"rag-sup\">[{n}]</sup>")
+        out.append(esc(passage[pos:start]))
+        out.append(f"<mark>{esc(passage[start:end])}</mark><sup class=\"rag-sup\">[{n}]</sup>")
         pos = end
-    out.append(_esc(passage[pos:]))
+    out.append(esc(passage[pos:]))
     return "".join(out)
 
 
@@ -128,7 +128,7 @@ def _clip(text: str, limit: int = 420) -> str:
 def _card(numbers: str, item: Citation | Hit, body: str) -> str:
     return (f'<div class="rag-source" data-testid="rag-source"><div class="rag-head">'
             f'<span class="rag-n">{numbers}</span> <span class="rag-title">'
-            f'{_esc(item.title or "(untitled)")}</span></div>'
+            f'{esc(item.title or "(untitled)")}</span></div>'
             f'<div class="rag-meta">{_meta(item)}</div>'
             f'<div class="rag-passage">{body}</div></div>')
 
@@ -139,13 +139,13 @@ def sources_html(ans: Answer, passage: Callable[[Citation], tuple[str, int]]) ->
     `passage(c)` gives the text the citation sits in and that text's offset in the article.
     An abstention shows as such, with the nearest passages.
     """
-    parts = [f'<div class="rag-question"><b>Sources</b> for \u201c{_esc(ans.question)}\u201d'
+    parts = [f'<div class="rag-question"><b>Sources</b> for \u201c{esc(ans.question)}\u201d'
              "</div>"]
     if ans.abstained:
         parts.append('<div class="rag-abstained" data-testid="rag-abstained"><b>Not in the '
                      "articles.</b> None of the indexed articles answers this; the nearest "
                      "passages were:</div>")
-        parts += [_card(f"#{h.rank}", h, _esc(_clip(h.text))) for h in ans.hits[:3]]
+        parts += [_card(f"#{h.rank}", h, esc(_clip(h.text))) for h in ans.hits[:3]]
     groups: dict[tuple[str, str, int], list[Citation]] = {}
     for c in ans.citations:
         text, base = passage(c)
@@ -160,7 +160,7 @@ def sources_html(ans: Answer, passage: Callable[[Citation], tuple[str, int]]) ->
                 spans.append((start, start + len(c.quote), c.n))
         numbers = "".join(f"[{c.n}]" for c in cs)
         parts.append(_card(numbers, cs[0], highlight(*excerpt(text, spans))))
-    parts += [f'<div class="rag-note">Note: {_esc(n)}</div>' for n in ans.notes]
+    parts += [f'<div class="rag-note">Note: {esc(n)}</div>' for n in ans.notes]
     if ans.dropped:
         parts.append(f'<div class="rag-note">{len(ans.dropped)} sentence(s) of the LLM reply '
                      "were left out: their sources do not support them.</div>")
@@ -174,4 +174,4 @@ EMPTY_SOURCES = ('<div class="rag-sources rag-empty" data-testid="rag-sources">A
 
 def error_html(message: str) -> str:
     return (f'<div class="rag-sources" data-testid="rag-sources"><div class="rag-error">'
-            f"{_esc(message)}</div></div>")
+            f"{esc(message)}</div></div>")

@@ -1,0 +1,71 @@
+"""Where the app may listen, who may log in, and what an uploaded file may be called.
+
+Pure functions, no Gradio: the CLI checks these before anything heavy is imported.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from rag.errors import InputError
+
+# Uploads larger than this are refused (a news article is a few KB; 20 MB leaves room for a
+# JSONL file of a few thousand articles).
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+_UNSAFE_NAME = re.compile(r"[^\w.\- ]+")
+_MAX_NAME = 120  # characters kept of an uploaded file's name (file systems allow 255 bytes)
+
+
+def is_local(host: str) -> bool:
+    """Whether `host` is a loopback address (only this machine can connect).
+
+    >>> is_local("127.0.0.1"), is_local("localhost"), is_local("0.0.0.0")
+    (True, True, False)
+    """
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_auth(value: str | None) -> tuple[str, str] | None:
+    """RAG_AUTH "user:password" as Gradio's `auth`; None when unset.
+
+    >>> parse_auth("ann:s3cret:x"), parse_auth("")
+    (('ann', 's3cret:x'), None)
+    """
+    if not value:
+        return None
+    user, sep, password = value.partition(":")
+    if not sep or not user or not password:
+        raise InputError("RAG_AUTH must look like user:password (both non-empty)")
+    return user, password
+
+
+def check_host(host: str, auth: tuple[str, str] | None, allow_remote: bool) -> None:
+    """Raise unless `host` is local, or a password is set, or the risk was accepted."""
+    if is_local(host) or auth or allow_remote:
+        return
+    raise InputError(
+        f"refusing to listen on {host} without a password: anyone who can reach this machine "
+        "could read your articles and change the index. Set RAG_AUTH=user:password, or pass "
+        "--allow-remote to accept that risk, or use --host 127.0.0.1")
+
+
+def safe_name(name: str) -> str | None:
+    """An uploaded file's name reduced to a plain file name; None if nothing usable is left.
+
+    >>> safe_name("../../etc/passwd.txt"), safe_name("C:\\\\x\\\\a<b>.md"), safe_name("..")
+    ('passwd.txt', 'a_b_.md', None)
+    """
+    base = re.split(r"[\\/]", name)[-1]
+    base = _UNSAFE_NAME.sub("_", base).strip(" .")
+    if not base or set(base) <= {"_", "."}:
+        return None
+    stem, dot, suffix = base.rpartition(".")
+    if dot and len(base) > _MAX_NAME:
+        base = stem[: _MAX_NAME - 1 - len(suffix)] + "." + suffix
+    return base[:_MAX_NAME]
