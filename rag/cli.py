@@ -119,6 +119,9 @@ def cmd_search(args: argparse.Namespace) -> int:
 def _print_answer(ans: Any) -> None:
     from rag.ingest.dates import display_date
 
+    if ans.short is not None:
+        # The short answer first: the phrase the cited sentence gives, then the sentence.
+        print(f"{safe(ans.short.text)} [{ans.short.n}]\n")
     print(safe(ans.text))
     for note in ans.notes:
         print(f"note: {safe(note)}", file=sys.stderr)
@@ -141,6 +144,7 @@ def _answer_json(ans: Any) -> dict[str, Any]:
         "citations": [{k: asdict(c)[k] for k in ckeys} for c in ans.citations],
         "hits": [asdict(h) for h in ans.hits], "mode": ans.mode, "confidence": ans.confidence,
         "dropped": list(ans.dropped), "notes": list(ans.notes),
+        "short": asdict(ans.short) if ans.short is not None else None,
     }
 
 
@@ -257,6 +261,8 @@ def parser() -> argparse.ArgumentParser:
         if name == "ask":
             sp.add_argument("question")
             sp.add_argument("--json", action="store_true")
+            sp.add_argument("--as-of", help="answer as of this date (YYYY-MM-DD; default "
+                            "today): later articles are not used, nearer ones preferred")
         common(sp)
         filters(sp)
         sp.add_argument("-k", type=int, default=5)
@@ -278,7 +284,8 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("-k", type=int, default=5)
     sp.add_argument("--json", dest="json_out", help="write the metrics JSON here")
     sp.add_argument("--report", help="write a Markdown report with plots into this folder")
-    sp.set_defaults(func=cmd_eval)
+    # Without --index, eval builds its own index in the temp dir (never the product's).
+    sp.set_defaults(func=cmd_eval, index=None)
 
     sp = sub.add_parser("bench", help="public benchmarks (BEIR, SQuAD 2.0)")
     sp.add_argument("suite", choices=["beir", "squad"])
@@ -301,7 +308,8 @@ def _filters(args: argparse.Namespace) -> Filters:
     sources = getattr(args, "source", None)
     return Filters(published_after=getattr(args, "after", None),
                    published_before=getattr(args, "before", None),
-                   sources=tuple(sources) if sources else None)
+                   sources=tuple(sources) if sources else None,
+                   as_of=getattr(args, "as_of", None))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 from rag.answering.abstain import ABSTAIN_AT, judge
 from rag.answering.extractive import score_sentences, select
-from rag.answering.short import lead
 from rag.answering.followups import Turn, contextual_query, is_follow_up
+from rag.answering.short import lead
 from rag.errors import InputError, LLMError
 from rag.ingest.dates import age_days, as_of_date, display_date, year_range
 from rag.markers import cite
@@ -168,13 +168,15 @@ def extract_answer(question: str, hits: Sequence[Hit], index: Index,
     A follow-up is scored both as asked and with its conversational context, and each
     sentence keeps the better score ("he" in the question means the diplomat of the
     previous turn)."""
-    scored = score_sentences(question, hits, index.embedder, index.embed_query(question))
+    scored = score_sentences(question, hits, index.embedder, index.embed_query(question),
+                             stored=index)
     # A follow-up is scored mostly as asked, partly against the previous question (which
     # says who "he" is), never against the previous answer (that would repeat it).
     if history and scored and contextual_query(question, history) != question:
         prev_q, said = history[-1]
         ctx = {(s.hit.article_id, s.start): s.score
-               for s in score_sentences(prev_q, hits, index.embedder, index.embed_query(prev_q))}
+               for s in score_sentences(prev_q, hits, index.embedder, index.embed_query(prev_q),
+                                         stored=index)}
         scored = sorted(
             (replace(s, score=(1 - CONTEXT_WEIGHT) * s.score
                      + CONTEXT_WEIGHT * ctx.get((s.hit.article_id, s.start), 0.0)

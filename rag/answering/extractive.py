@@ -177,23 +177,38 @@ def score_sentences(question: str, hits: Sequence[Hit], embedder: Embedder,
     return out
 
 
-def select(scored: Sequence[Scored], embedder_vectors: dict[int, np.ndarray] | None = None,
+def select(question: str, scored: Sequence[Scored], first: Scored | None = None,
            max_sentences: int = MAX_SENTENCES) -> list[Scored]:
-    """The best sentence and up to two more that score close to it and say something new."""
+    """The lead sentence, then more only where they add what the question asks for.
+
+    A further sentence must score within `SECOND_WITHIN` of the best, say something new, and
+    hold a key term of the question that the sentences so far lack (or, for a question
+    asking for a number, date or name, hold that kind when they do not). The lead comes
+    first; the rest follow in article order."""
     if not scored:
         return []
-    best = scored[0]
-    chosen = [best]
-    for s in scored[1:]:
-        if len(chosen) >= max_sentences or s.score < best.score - SECOND_WITHIN:
+    first = first or scored[0]
+    chosen = [first]
+    terms = set(content_terms(question))
+    kind = expected_type(question)
+    have = set(tokenize([first.text])[0]) & terms
+    have_kind = _has_type(kind, first.text) > 0
+    for s in scored:
+        if len(chosen) >= max_sentences or s.score < scored[0].score - SECOND_WITHIN:
             break
-        if any(_similar(s.text, c.text) for c in chosen):
+        if s is first or any(_similar(s.text, c.text) for c in chosen):
+            continue
+        st = set(tokenize([s.text])[0]) & terms
+        adds_kind = kind is not None and not have_kind and _has_type(kind, s.text) > 0
+        if not (st - have) and not adds_kind:
             continue
         chosen.append(s)
-    # Readable order: by article, then position in it, best article first.
-    order = {c.hit.article_id: i for i, c in reversed(list(enumerate(chosen)))}
-    chosen.sort(key=lambda s: (order[s.hit.article_id], s.start))
-    return chosen
+        have |= st
+        have_kind = have_kind or adds_kind
+    rest = chosen[1:]
+    order = {c.hit.article_id: i for i, c in reversed(list(enumerate(rest)))}
+    rest.sort(key=lambda s: (order[s.hit.article_id], s.start))
+    return [first, *rest]
 
 
 def _similar(a: str, b: str) -> bool:

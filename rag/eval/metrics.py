@@ -332,3 +332,54 @@ def best_threshold(
         raise ValueError("best_threshold needs at least one confidence score")
     best = max(points, key=lambda p: (p.accuracy, -p.threshold))
     return best.threshold
+
+
+def exact_match(prediction: str, answers: Sequence[str]) -> float:
+    """SQuAD exact match: 1.0 when the prediction equals a gold answer, after SQuAD's
+    normalisation (case, punctuation and "a/an/the" ignored).
+
+    >>> exact_match("The Eiffel Tower", ["Eiffel Tower"]), exact_match("two", ["2"])
+    (1.0, 0.0)
+    """
+    p = _f1_tokens(prediction)
+    return float(bool(p) and any(p == _f1_tokens(a) for a in answers))
+
+
+_CONTENT_STOP_WORDS = """a an the and or but of at by for with to from in on is are was
+were be been has have had it its this that as which who what said says will would"""
+_CONTENT_STOP = frozenset(_CONTENT_STOP_WORDS.split())
+
+
+def shares_evidence(text: str, evidence: str, share: float = 0.5) -> bool:
+    """Whether `text` holds at least `share` of the content words of `evidence`.
+
+    The strict answer test: a passage or quote that holds the gold answer string may still
+    be about something else ("Russia" is in many articles); holding most of the gold
+    evidence sentence's words says it is the same statement.
+
+    >>> shares_evidence("Officials said the cigarettes will carry warnings.",
+    ...                 "Every cigarette will carry a warning, officials said.")
+    False
+    >>> shares_evidence("Every cigarette will now carry a warning.", "Cigarette will carry warning")
+    True
+    """
+    want = {t for t in normalize(evidence).split() if t not in _CONTENT_STOP}
+    if not want:
+        return True
+    have = set(normalize(text).split())
+    return len(want & have) / len(want) >= share
+
+
+def wilson(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a proportion (95 % by default); (0, 1) when n is 0.
+
+    >>> [round(x, 3) for x in wilson(8, 10)]
+    [0.49, 0.943]
+    """
+    if n <= 0:
+        return 0.0, 1.0
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)

@@ -7,7 +7,9 @@
     print(result["hit@5"], result["answer_contains"])
 
 Gold is JSONL, one question a line: `{"id", "question", "answers": [...],
-"unanswerable": false, "source": "<optional article id or file name>"}`.
+"unanswerable": false, "source": "<optional article id or file name>"}`, optionally with
+`question_date` (`2023/06/01`: the question is answered as of that date), `evidence` (a
+sentence stating the answer: enables the strict figures) and `split` (figures per split).
 
 What is measured (the result's keys; rates are 0-1):
 - retrieval, over ANSWERABLE questions only, on the 10 passages `retrieve()` returns:
@@ -20,7 +22,13 @@ What is measured (the result's keys; rates are 0-1):
   abstained, else 0; averaged over all questions), `citation_precision` (citations on
   answerable questions whose quote contains a gold answer or comes from the gold source).
 - abstention: `abstain_precision`, `abstain_recall`, `false_abstention`; `sweep` (every
-  useful confidence threshold) and `threshold` (the most accurate one).
+  useful confidence threshold, confidence = 1 - P(unanswerable)) and `threshold` (the most
+  accurate one).
+- strict (with `evidence`): `strict_contains` and `strict hit@k` also need most of the
+  evidence sentence's content words in the quote/passage.
+- short answers (answerable only; none counts as a miss): `short_contains`, `short_em`,
+  `short_f1`, `short_given`, `short_by_kind`; `sentences_per_answer` over answered ones.
+- `ci`: 95 % Wilson intervals with their counts; `splits`: the figures per gold split.
 - time: `latency_p50_ms`, `latency_p95_ms` of `answer()`, and `index_seconds`.
 """
 
@@ -34,61 +42,30 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rag.errors import InputError
-from rag.eval.metrics import (
-    abstention_scores,
-    best_threshold,
-    contains_answer,
-    hit_at_k,
-    percentile,
-    reciprocal_rank,
-    threshold_sweep,
-    token_f1,
+from rag.eval.metrics import contains_answer
+from rag.eval.output import add_notes, notes, summary_table, table, write_outputs
+from rag.eval.scoring import (
+    RETRIEVAL_DEPTH,
+    Gold,
+    QuestionResult,
+    rank,
+    relevant,
+    retrieval,
+    score,
+    summarize,
 )
-from rag.markers import strip_markers
 
 if TYPE_CHECKING:
     from rag.index.facade import Index
     from rag.ingest.chunking import ChunkSpec
-    from rag.results import Answer, Hit
 
-RETRIEVAL_DEPTH = 10
 MODES = ("dense", "lexical", "hybrid")
-
-
-@dataclass(frozen=True)
-class Gold:
-    """One gold question. `answers` are alternatives; an unanswerable question has none."""
-
-    id: str
-    question: str
-    answers: tuple[str, ...]
-    unanswerable: bool
-    source: str | None = None
-
-
-@dataclass(frozen=True)
-class QuestionResult:
-    """How one question went; `hit_rank` is 1-based, None when no passage in the top 10 hit."""
-
-    id: str
-    question: str
-    answer: str
-    abstained: bool
-    unanswerable: bool
-    confidence: float
-    latency_ms: float
-    hit_rank: int | None
-    passage_rank: int | None
-    contains: bool
-    f1: float
-    citations: list[dict[str, Any]]
-    good_citations: int
-    passage_citations: int
+__all__ = ["Gold", "QuestionResult", "add_notes", "default_index_dir", "evaluate", "load_gold",
+           "notes", "open_index", "summarize", "summary_table", "table", "write_outputs"]
 
 
 def load_gold(path: str | os.PathLike[str]) -> list[Gold]:
@@ -105,7 +82,10 @@ def load_gold(path: str | os.PathLike[str]) -> list[Gold]:
             answers = tuple(a for a in obj.get("answers") or () if str(a).strip())
             item = Gold(id=str(obj.get("id") or f"line-{n}"), question=str(obj["question"]),
                         answers=answers, unanswerable=bool(obj.get("unanswerable")),
-                        source=obj.get("source") or None)
+                        source=obj.get("source") or None,
+                        question_date=_date(obj.get("question_date")),
+                        evidence=obj.get("evidence") or None,
+                        split=str(obj["split"]) if obj.get("split") else None)
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise InputError(f"{p}, line {n}: not a gold question ({e}); each line needs "
                              '{"id", "question", "answers": [...], "unanswerable"}') from e
@@ -116,53 +96,11 @@ def load_gold(path: str | os.PathLike[str]) -> list[Gold]:
     return items
 
 
-def _from_source(article_id: str, path: str | None, source: str | None) -> bool:
-    if not source:
-        return False
-    return source == article_id or (path is not None and Path(path).name == source)
+def _date(value: Any) -> str | None:
+    """A gold `question_date` ("2023/06/01") as ISO; None when absent."""
+    from rag.ingest.dates import as_of_date
 
-
-def _relevant(hit: Hit, gold: Gold) -> bool:
-    return contains_answer(hit.text, gold.answers) or _from_source(hit.article_id, hit.path,
-                                                                    gold.source)
-
-
-def _rank(flags: Sequence[bool]) -> int | None:
-    return next((i for i, f in enumerate(flags, start=1) if f), None)
-
-
-def _mean(values: Sequence[float]) -> float:
-    return sum(values) / len(values) if values else 0.0
-
-
-def _score(gold: Gold, ans: Answer, hits: Sequence[Hit], latency_ms: float) -> QuestionResult:
-    text = "" if ans.abstained else strip_markers(ans.text).strip()
-    if gold.unanswerable:
-        f1 = float(ans.abstained)
-    else:
-        f1 = token_f1(text, gold.answers) if text else 0.0
-    cites = [] if ans.abstained else list(ans.citations)
-    return QuestionResult(
-        id=gold.id, question=gold.question, answer=ans.text, abstained=ans.abstained,
-        unanswerable=gold.unanswerable, confidence=float(ans.confidence),
-        latency_ms=round(latency_ms, 2),
-        hit_rank=_rank([_relevant(h, gold) for h in hits]),
-        passage_rank=_rank([contains_answer(h.text, gold.answers) for h in hits]),
-        contains=bool(text) and contains_answer(text, gold.answers),
-        f1=round(f1, 4),
-        citations=[{"n": c.n, "article_id": c.article_id, "quote": c.quote, "start": c.start,
-                    "end": c.end} for c in cites],
-        good_citations=sum(contains_answer(c.quote, gold.answers)
-                           or _from_source(c.article_id, c.path, gold.source) for c in cites),
-        passage_citations=sum(contains_answer(c.quote, gold.answers) for c in cites),
-    )
-
-
-def _retrieval(ranks: Sequence[int | None], prefix: str = "") -> dict[str, float]:
-    flags = [[r is not None and r == i for i in range(1, RETRIEVAL_DEPTH + 1)] for r in ranks]
-    out = {f"{prefix}hit@{k}": _mean([hit_at_k(f, k) for f in flags]) for k in (1, 5, 10)}
-    out[f"{prefix}mrr"] = _mean([reciprocal_rank(f) for f in flags])
-    return out
+    return as_of_date(str(value)) if value else None
 
 
 def ablate_modes(gold: Sequence[Gold], index: Index) -> dict[str, dict[str, float]]:
@@ -173,10 +111,10 @@ def ablate_modes(gold: Sequence[Gold], index: Index) -> dict[str, dict[str, floa
         ranks, strict = [], []
         for g in answerable:
             hits = index.search(g.question, k=RETRIEVAL_DEPTH, mode=mode)
-            ranks.append(_rank([_relevant(h, g) for h in hits]))
-            strict.append(_rank([contains_answer(h.text, g.answers) for h in hits]))
-        row = _retrieval(ranks)
-        row.update(_retrieval(strict, "passage "))
+            ranks.append(rank([relevant(h, g) for h in hits]))
+            strict.append(rank([contains_answer(h.text, g.answers) for h in hits]))
+        row = retrieval(ranks)
+        row.update(retrieval(strict, "passage "))
         table[mode] = {k: round(v, 4) for k, v in row.items() if not k.endswith("@10")}
     return table
 
@@ -184,14 +122,18 @@ def ablate_modes(gold: Sequence[Gold], index: Index) -> dict[str, dict[str, floa
 def evaluate(
     gold_path: str | os.PathLike[str] | Iterable[Gold], index: Index, *, k: int = 5,
     index_seconds: float | None = None, ablate: bool = False, progress: bool = False,
+    with_features: bool = False,
 ) -> dict[str, Any]:
     """Run `answer()` on every gold question and score it; returns the JSON-ready result.
 
     `gold_path` is a gold JSONL file or `Gold` items. `k` is the number of passages the
     answer draws on (as in the chat). With `ablate`, the result's `ablations` compares
-    dense, BM25 and hybrid retrieval.
+    dense, BM25 and hybrid retrieval. With `with_features`, each question also carries
+    its abstention features. A gold `question_date` is the question's as-of date.
     """
-    from rag.answering.answer import ABSTAIN_BELOW, answer, retrieve
+    from rag.answering.abstain import ABSTAIN_AT, FEATURES
+    from rag.answering.answer import answer, retrieve
+    from rag.options import Filters
 
     gold = load_gold(gold_path) if isinstance(gold_path, (str, os.PathLike)) else list(gold_path)
     if not gold:
@@ -199,65 +141,30 @@ def evaluate(
     index.search("warm up the model", k=1)  # the first query loads it: keep that out of latency
     results: list[QuestionResult] = []
     for n, g in enumerate(gold, start=1):
+        # A question is asked at its date when the gold says so, else today.
+        filters = Filters(as_of=g.question_date)
         t0 = time.perf_counter()
-        ans = answer(g.question, index, k=k)
+        ans = answer(g.question, index, k=k, filters=filters)
         latency_ms = (time.perf_counter() - t0) * 1000
-        hits = retrieve(g.question, index, k=RETRIEVAL_DEPTH)
-        results.append(_score(g, ans, hits, latency_ms))
+        hits = retrieve(g.question, index, k=RETRIEVAL_DEPTH, filters=filters)
+        features = _features(g.question, ans.hits, index) if with_features else None
+        results.append(score(g, ans, hits, latency_ms, features))
         if progress and (n % 25 == 0 or n == len(gold)):
             print(f"  {n}/{len(gold)} questions", file=sys.stderr, flush=True)
     result = summarize(results, index_seconds=index_seconds,
                        ablations=ablate_modes(gold, index) if ablate else None)
-    result["abstain_below"] = ABSTAIN_BELOW
+    result["abstain_at"] = ABSTAIN_AT
+    result["abstain_features"] = list(FEATURES)
     return result
 
 
-def summarize(results: Sequence[QuestionResult], *, index_seconds: float | None = None,
-              ablations: dict[str, dict[str, float]] | None = None) -> dict[str, Any]:
-    """The metrics of `evaluate()` from per-question results."""
-    answerable = [r for r in results if not r.unanswerable]
-    unanswerable = [r for r in results if r.unanswerable]
-    precision, recall, false_abstention = abstention_scores(
-        [r.abstained for r in results], [r.unanswerable for r in results])
-    cites = sum(len(r.citations) for r in answerable)
-    latencies = [r.latency_ms for r in results]
-    conf_a = [r.confidence for r in answerable]
-    conf_u = [r.confidence for r in unanswerable]
-    curve_flags = [[r.hit_rank is not None and r.hit_rank <= k for r in answerable]
-                   for k in range(1, RETRIEVAL_DEPTH + 1)]
-    out: dict[str, Any] = {
-        "n": len(results),
-        "n_answerable": len(answerable),
-        "n_unanswerable": len(unanswerable),
-        **_retrieval([r.hit_rank for r in answerable]),
-        "answer_contains": _mean([float(r.contains) for r in answerable]),
-        "token_f1": _mean([r.f1 for r in results]),
-        # No citations made, none wrong: 1.0, as rag.eval.metrics scores empty denominators.
-        "citation_precision": sum(r.good_citations for r in answerable) / cites if cites else 1.0,
-        "abstain_precision": precision,
-        "abstain_recall": recall,
-        "false_abstention": false_abstention,
-        "latency_p50_ms": percentile(latencies, 50),
-        "latency_p95_ms": percentile(latencies, 95),
-        "index_seconds": index_seconds,
-    }
-    out = {k: round(v, 4) if isinstance(v, float) else v for k, v in out.items()}
-    passage = _retrieval([r.passage_rank for r in answerable])
-    passage["citation_precision"] = (sum(r.passage_citations for r in answerable) / cites
-                                     if cites else 1.0)
-    out["passage"] = {k: round(v, 4) for k, v in passage.items()}
-    out["hit_curve"] = [[k, round(_mean([float(f) for f in flags]), 4)]
-                        for k, flags in enumerate(curve_flags, start=1)]
-    sweep = threshold_sweep(conf_a, conf_u)
-    out["sweep"] = [{f: round(v, 4) for f, v in p._asdict().items()} for p in sweep]
-    out["threshold"] = round(best_threshold(conf_a, conf_u), 4) if sweep else None
-    if ablations:
-        out["ablations"] = ablations
-    out["questions"] = [
-        {k: v for k, v in asdict(r).items() if k not in ("good_citations", "passage_citations")}
-        for r in results
-    ]
-    return out
+def _features(question: str, hits: Sequence[Any], index: Index) -> dict[str, float]:
+    """The abstention model's inputs for one question (for fitting it: `rag.eval.fit`)."""
+    from rag.answering.abstain import FEATURES, features
+    from rag.answering.extractive import score_sentences
+
+    scored = score_sentences(question, hits, index.embedder, index.embed_query(question))
+    return dict(zip(FEATURES, (round(v, 6) for v in features(question, hits, scored, index))))
 
 
 # -- the command --------------------------------------------------------------------------------
@@ -289,105 +196,15 @@ def open_index(corpus: str | os.PathLike[str], path: str | os.PathLike[str], *,
     return idx, time.perf_counter() - t0
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.1f}" if abs(value) >= 100 else f"{value:.3f}"
-    return str(value)
-
-
-def table(rows: Sequence[tuple[str, Any]]) -> str:
-    """Two aligned columns for the terminal.
-
-    >>> print(table([("hit@1", 0.5), ("n", 3)]))
-    hit@1  0.500
-    n      3
-    """
-    width = max(len(name) for name, _ in rows)
-    return "\n".join(f"{name:<{width}}  {_fmt(value)}" for name, value in rows)
-
-
-def summary_table(result: dict[str, Any]) -> str:
-    """The terminal table of an eval result."""
-    p = result.get("passage") or {}
-    rows: list[tuple[str, Any]] = [
-        ("questions", (f"{result['n']} ({result['n_answerable']} answerable, "
-                       f"{result['n_unanswerable']} unanswerable)")),
-        ("hit@1 / @5 / @10", " / ".join(_fmt(result[f"hit@{k}"]) for k in (1, 5, 10))),
-        ("MRR", result["mrr"]),
-        ("passage hit@1 / @5 / @10", " / ".join(_fmt(p.get(f"hit@{k}")) for k in (1, 5, 10))),
-        ("passage MRR", p.get("mrr")),
-        ("answer contains gold", result["answer_contains"]),
-        ("token F1", result["token_f1"]),
-        ("citation precision", result["citation_precision"]),
-        ("passage citation precision", p.get("citation_precision")),
-        ("abstain precision", result["abstain_precision"]),
-        ("abstain recall", result["abstain_recall"]),
-        ("false abstention", result["false_abstention"]),
-        ("best threshold (sweep)", result["threshold"]),
-        ("latency p50 / p95 (ms)",
-         f"{result['latency_p50_ms']:.0f} / {result['latency_p95_ms']:.0f}"),
-        ("index seconds", result["index_seconds"]),
-    ]
-    lines = [table(rows), "(retrieval metrics are over answerable questions only)"]
-    for mode, row in (result.get("ablations") or {}).items():
-        lines.append(f"{mode:>8}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()))
-    return "\n".join(lines)
-
-
-def notes(result: dict[str, Any]) -> str:
-    """The report's reading notes: what each figure is computed over."""
-    p = result.get("passage") or {}
-    strict = ", ".join(f"{k} {v:.3f}" for k, v in p.items())
-    return (
-        f"Retrieval metrics (hit@k, MRR, the hit@k curve and the ablations) are over the "
-        f"{result['n_answerable']} answerable questions only, on the 10 passages `retrieve()` "
-        "returns for the question. A passage is a hit when it contains a gold answer string or "
-        "comes from the gold source article; counting only passages (and citations) that "
-        f"contain a gold answer string: {strict}. Answer contains and citation precision are "
-        "over answerable questions; token F1 is over all questions (an unanswerable question "
-        "scores 1 when the answer abstained). The abstention threshold is the sweep's most "
-        f"accurate one; the answerer abstains below {result.get('abstain_below')}."
-    )
-
-
-def add_notes(report: Path, title: str, intro: str) -> None:
-    """Put a paragraph under the title of a `write_report` page."""
-    text = report.read_text(encoding="utf-8")
-    head = f"# {title}\n\n"
-    if text.startswith(head):
-        text = head + intro + "\n\n" + text[len(head):]
-    else:
-        text = text.rstrip() + "\n\n## Notes\n\n" + intro + "\n"
-    report.write_text(text, encoding="utf-8")
-
-
-def write_outputs(result: dict[str, Any], json_out: str | None, report_dir: str | None,
-                  title: str, intro: str) -> None:
-    """Write `--json` and `--report` (Markdown with PNG plots) where asked."""
-    if json_out:
-        Path(json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_out).write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n",
-                                  encoding="utf-8")
-        print(f"wrote {json_out}")
-    if report_dir:
-        from rag.eval.report import write_report
-
-        path = write_report(result, Path(report_dir), title)
-        add_notes(path, title, intro)
-        print(f"wrote {path}")
-
-
 def main(args: argparse.Namespace) -> int:
     """`rag eval GOLD --corpus PATH [--index DIR] [-k N] [--json OUT] [--report DIR]`."""
     corpus = Path(args.corpus)
     if not corpus.exists():
         raise InputError(f"no corpus at {corpus}; give the folder or JSONL of the articles")
     gold = load_gold(args.gold)
-    # cli's --index defaults to the product's index/; eval builds its own unless told.
-    index_dir = args.index if args.index not in (None, "index", os.environ.get("RAG_INDEX")) \
-        else default_index_dir("eval", corpus)
+    # An --index given is used as given (built or brought up to date there); without one,
+    # eval builds its own in the temp dir, never touching the product's index/.
+    index_dir = args.index or default_index_dir("eval", corpus)
     idx, seconds = open_index(corpus, index_dir, threads=getattr(args, "threads", None),
                               bf16=False if getattr(args, "no_bf16", False) else None,
                               progress=sys.stderr.isatty())

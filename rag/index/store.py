@@ -239,12 +239,14 @@ class Store:
         """Ids of live chunks whose article matches a date range / source filter."""
         where: list[str] = ["c.deleted IS NULL"]
         args: list[str | int] = []
+        # Undated articles pass date filters (Filters says so): no date is not a wrong date.
         if after:
-            where.append("a.published >= ?")
+            where.append("(a.published IS NULL OR a.published = '' OR a.published >= ?)")
             args.append(after)
         if before:
             # Dates compare as ISO strings; "2024-11-26" must include that whole day.
-            where.append("substr(a.published, 1, ?) <= ?")
+            where.append("(a.published IS NULL OR a.published = '' "
+                         "OR substr(a.published, 1, ?) <= ?)")
             args.extend([len(before), before])
         if sources:
             where.append(f"lower(a.source) IN ({','.join('?' * len(sources))})")

@@ -1,0 +1,266 @@
+"""The short answer: the exact phrase of a cited sentence that answers a "thing" question.
+
+No trained reader: the question's wh-word says what kind of thing is asked for (a number,
+a date, a person, a place, a name, a thing), the sentence offers candidate spans of each
+kind (numbers with their units, dates, capitalised name runs, plain noun phrases), and a
+span scores by whether its kind fits, how close it sits to the question's own words in
+the sentence, and whether it says something the question does not already say.
+
+    >>> s = "Russia said two missiles were intercepted by its air defences on Monday."
+    >>> best_span("How many missiles were intercepted?", s)
+    (12, 15, 'two')
+    >>> best_span("Why were they intercepted?", s) is None
+    True
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+Kind = str  # "number" | "date" | "person" | "place" | "name" | "thing"
+
+_NUM_WORDS = ("one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|"
+              "fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|"
+              "sixty|seventy|eighty|ninety|hundred|a dozen|dozens|hundreds|thousands|millions|"
+              "half")
+_SCALE = r"(?:\s(?:hundred|thousand|million|billion|trillion|bn)\b)?"
+_UNIT = (r"(?:\s?(?:%|percent|per cent)|\s(?:euros?|dollars?|pounds?|yen|yuan|rupees?|"
+         r"francs?|pesos?|cents?|pence|points?|degrees?|miles?|kilometres?|kilometers?|km|"
+         r"metres?|meters?|feet|foot|years?|months?|weeks?|days?|hours?|minutes?|tons?|"
+         r"tonnes?|acres?|kg)\b)?")
+_NUMBER = re.compile(
+    rf"(?:[$£€¥]\s?)?\b\d[\d,]*(?:\.\d+)?(?:st|nd|rd|th|s)?{_SCALE}{_UNIT}"
+    rf"|\b(?:{_NUM_WORDS})\b(?:[- ](?:{_NUM_WORDS}))?{_SCALE}{_UNIT}", re.IGNORECASE)
+_MONTH = ("January|February|March|April|May|June|July|August|September|October|November|"
+          "December|Jan\\.?|Feb\\.?|Mar\\.?|Apr\\.?|Jun\\.?|Jul\\.?|Aug\\.?|Sept?\\.?|Oct\\.?|"
+          "Nov\\.?|Dec\\.?")
+_DAY = "Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday"
+_DATE = re.compile(
+    rf"\b(?:(?:{_MONTH})\s\d{{1,2}}(?:st|nd|rd|th)?(?:,?\s(?:1[0-9]|20)\d\d)?"
+    rf"|\d{{1,2}}(?:st|nd|rd|th)?\s(?:of\s)?(?:{_MONTH})(?:,?\s(?:1[0-9]|20)\d\d)?"
+    rf"|(?:{_MONTH})\s(?:1[0-9]|20)\d\d"
+    rf"|(?:early|mid|late)?[- ]?(?:1[0-9]|20)\d\d(?:s)?"
+    rf"|\d{{1,2}}(?:st|nd|rd|th)\scentury"
+    rf"|(?:{_DAY})"
+    rf"|(?:{_MONTH}))\b")
+# A capitalised run: "Air New Zealand", "Bank of England"; "of/de/and" join capitals.
+_CAP_TOKEN = r"(?:[A-Z][\w'’.&-]*|[A-Z]{2,}|\d+[A-Z]\w*)"
+_NAME = re.compile(rf"{_CAP_TOKEN}(?:\s(?:(?:of|de|del|da|la|le|von|van|al|bin|the|and|&)\s)?"
+                   rf"{_CAP_TOKEN})*")
+_WORD = re.compile(r"[\w][\w'’-]*")
+
+_STOP_WORDS = """a an the and or but if of at by for with about against between into through
+during before after above below to from up down in out on off over under again further then
+once here there when where why how all any both each few more most other some such no nor not
+only own same so than too very can will just should now is are was were be been being have has
+had having do does did doing would could might must shall may it its it's this that these those
+i me my we our you your he him his she her they them their what which who whom whose as also
+said says say told according while because until against among within without last first new
+s t one year years"""
+_STOP = frozenset(_STOP_WORDS.split())
+# Sentence-initial words that are capitalised only by position.
+_CAPS_BY_POSITION = """The A An In On At By For From To And But Or If When While After
+Before As Its It This That These Those He She They We I His Her Their Our There Here What Which
+Who Why How Yet So Still Also However Meanwhile According Last Earlier Later Since Under Over
+During Although Though Despite Many Some Most One Two Three Mr Mrs Ms Dr"""
+_FUNCTION_CAPS = frozenset(_CAPS_BY_POSITION.split())
+_PLACE_PREP = re.compile(r"\b(in|at|from|to|near|into|across|outside|inside)\s$", re.IGNORECASE)
+
+# Weights of a span's score, tuned on the tune split of news-dev and the fitting half of
+# SQuAD2-500 (answerable questions; short-answer token F1): kind fit dominates, then
+# closeness to the question's words in the sentence.
+W_KIND, W_NEAR, W_NEW, W_LEN = 1.0, 0.6, 0.5, 0.05
+NEAR_WINDOW = 12  # words: a span farther than this from every question word gets no closeness
+MAX_NP_WORDS = 5
+
+
+@dataclass(frozen=True)
+class Span:
+    start: int
+    end: int
+    text: str
+    kind: str  # "number" | "date" | "name" | "np"
+    score: float
+
+
+def asked_kind(question: str) -> Kind | None:
+    """What kind of short answer the question asks for; None for why/how/yes-no/quote questions.
+
+    >>> [asked_kind(q) for q in ("How many died?", "Who won?", "When did it end?",
+    ...  "Which country voted?", "What did the president say?", "Why did it fall?",
+    ...  "What pathway is present in all eukaryotes?")]
+    ['number', 'person', 'date', 'place', None, None, 'thing']
+    """
+    q = " " + " ".join(question.lower().replace("’", "'").split()) + " "
+    if re.search(r"\bhow (many|much|long|far|old|big|large|tall|high|deep|fast|often)\b"
+                 r"|\bwhat (number|percentage|percent|proportion|share|amount|fraction|sum|price)\b"
+                 r"|\bby how\b|\bwhich (number|percentage)\b", q):
+        return "date" if re.search(r"\bhow long ago\b", q) else "number"
+    if re.search(r"\bwhen\b|\b(what|which) (year|date|day|month|decade|century|time)\b", q):
+        return "date"
+    if re.search(r"\bwho\b|\bwhom\b|\bwhose\b|\bwhich (person|man|woman|player|driver|"
+                 r"leader|president|actor|actress|singer|author|artist|politician|official|"
+                 r"golfer|athlete|star|ceo|minister)\b", q):
+        return "person"
+    if re.search(r"\bwhere\b|\b(which|what) (city|country|countries|state|states|region|town|"
+                 r"place|nation|island|continent|province|county|capital|area|village|"
+                 r"location)\b", q):
+        return "place"
+    if re.search(r"\bwhy\b|\bhow\b|^\s*(true or false|is|are|was|were|do|does|did|can|could|"
+                 r"will|would|should|has|have|had)\b", q):
+        return None
+    if re.search(r"\bwhat (is|was|are|were)( the)? (name|title)\b|\bcalled\b|\bnamed?\b", q):
+        return "name"
+    if re.search(r"\bwhich\b", q):
+        return "name"
+    m = re.search(r"\bwhat\b(.*)", q)
+    if m:
+        rest = m.group(1)
+        # "What did X say / do / happen / mean": a statement, not a phrase.
+        if re.search(r"\b(say|said|says|do|does|did|happen|happened|happens|mean|means|think|"
+                     r"want|wants|tell|told|announce|announced|claim|claimed|reveal|"
+                     r"revealed)\s*\?*\s*$", rest):
+            return None
+        return "thing"
+    return None
+
+
+@functools.lru_cache(maxsize=1)
+def _stemmer() -> Any:
+    import Stemmer  # PyStemmer, as the BM25 index uses
+
+    return Stemmer.Stemmer("english")
+
+
+def _stems(words: Sequence[str]) -> list[str]:
+    return [str(s) for s in _stemmer().stemWords([w.lower() for w in words])]
+
+
+def _question_stems(question: str) -> set[str]:
+    words = [w for w in _WORD.findall(question) if w.lower() not in _STOP]
+    return set(_stems(words))
+
+
+def _candidates(sentence: str, kind: Kind) -> list[tuple[int, int, str]]:
+    """(start, end, span kind) of every candidate span of the sentence."""
+    out: list[tuple[int, int, str]] = []
+    for m in _NUMBER.finditer(sentence):
+        out.append((m.start(), m.end(), "number"))
+    for m in _DATE.finditer(sentence):
+        out.append((m.start(), m.end(), "date"))
+    for m in _NAME.finditer(sentence):
+        a, b = m.start(), m.end()
+        words = list(_WORD.finditer(sentence, a, b))
+        while words and words[0].group() in _FUNCTION_CAPS:
+            words = words[1:]
+        if words:
+            out.append((words[0].start(), words[-1].end(), "name"))
+    if kind in ("thing", "name", "place", "person"):
+        run: list[re.Match[str]] = []
+        matches: list[re.Match[str] | None] = [*_WORD.finditer(sentence), None]
+        for m in matches:
+            gap = bool(m is not None and run
+                       and sentence[run[-1].end():m.start()].strip() != "")
+            if m is None or m.group().lower() in _STOP or gap:
+                if run:
+                    for i in range(len(run)):
+                        if len(run) - i <= MAX_NP_WORDS:
+                            out.append((run[i].start(), run[-1].end(), "np"))
+                            break
+                run = [] if m is None or m.group().lower() in _STOP else [m]
+            else:
+                run.append(m)
+    return out
+
+
+def _fit(kind: Kind, span_kind: str, sentence: str, start: int) -> float:
+    if kind == "number":
+        return 1.0 if span_kind == "number" else 0.0
+    if kind == "date":
+        return 1.0 if span_kind == "date" else 0.0
+    if kind == "place":
+        if span_kind != "name":
+            return 0.0
+        return 1.0 if _PLACE_PREP.search(sentence[max(0, start - 12):start]) else 0.7
+    if kind in ("person", "name"):
+        return {"name": 1.0, "np": 0.3}.get(span_kind, 0.0)
+    return {"name": 0.8, "np": 0.8, "number": 0.4, "date": 0.4}.get(span_kind, 0.0)
+
+
+def score_spans(question: str, sentence: str) -> list[Span]:
+    """The sentence's candidate spans for the question's asked kind, best first."""
+    kind = asked_kind(question)
+    if kind is None:
+        return []
+    qstems = _question_stems(question)
+    words = list(_WORD.finditer(sentence))
+    stems = _stems([w.group() for w in words])
+    anchors = [i for i, s in enumerate(stems) if s in qstems and words[i].group().lower() not in _STOP]
+    out: list[Span] = []
+    seen: set[tuple[int, int]] = set()
+    for a, b, span_kind in _candidates(sentence, kind):
+        text = sentence[a:b].strip(" ,;:")
+        b = a + len(sentence[a:b].rstrip(" ,;:"))
+        if not text or (a, b) in seen:
+            continue
+        seen.add((a, b))
+        fit = _fit(kind, span_kind, sentence, a)
+        if fit <= 0:
+            continue
+        inside = [i for i, w in enumerate(words) if w.start() >= a and w.end() <= b]
+        content = [i for i in inside if words[i].group().lower() not in _STOP]
+        if not content and span_kind in ("name", "np"):
+            continue
+        old = sum(stems[i] in qstems for i in content) / len(content) if content else 0.0
+        if old >= 1.0:
+            continue  # says only what the question says
+        outside = [i for i in anchors if i not in inside]
+        if outside and inside:
+            d = min(min(abs(i - j) for j in inside) for i in outside)
+            near = max(0.0, 1.0 - (d - 1) / NEAR_WINDOW)
+        else:
+            near = 0.0
+        score = (W_KIND * fit + W_NEAR * near + W_NEW * (1.0 - old)
+                 + W_LEN * min(len(inside), 3) / 3)
+        out.append(Span(a, b, sentence[a:b], span_kind, round(score, 4)))
+    out.sort(key=lambda s: (-s.score, s.start))
+    return out
+
+
+def best_span(question: str, sentence: str) -> tuple[int, int, str] | None:
+    """(start, end, text) of the short answer within `sentence`, or None."""
+    spans = score_spans(question, sentence)
+    if not spans:
+        return None
+    s = spans[0]
+    return s.start, s.end, s.text
+
+
+# A sentence that holds the asked-for kind may lead over a better-scored one that does not,
+# when it scores within this of the best (the tram-cost sentence beside the vote sentence).
+LEAD_WITHIN = 0.10
+# Only a span whose kind fits this well is given as the short answer.
+MIN_FIT = 1.0
+
+
+def lead(question: str, sentences: Sequence[Any]) -> tuple[Any, Span | None]:
+    """The sentence to lead with (from `sentences`, best first, each with `.text` and
+    `.score`) and its short answer span (offsets within that sentence's text), if any."""
+    if not sentences:
+        raise ValueError("no sentences to lead with")
+    if asked_kind(question) is None:
+        return sentences[0], None
+    best = sentences[0].score
+    for s in sentences:
+        if s.score < best - LEAD_WITHIN:
+            break
+        spans = [sp for sp in score_spans(question, s.text)
+                 if _fit(asked_kind(question) or "", sp.kind, s.text, sp.start) >= MIN_FIT
+                 or asked_kind(question) == "thing"]
+        if spans:
+            return s, spans[0]
+    return sentences[0], None
