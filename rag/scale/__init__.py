@@ -1,0 +1,1 @@
+"""Scale-out: indexing on Ray (`ray_ingest`) and sharded search (`shards`)."""
