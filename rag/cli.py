@@ -6,16 +6,17 @@ import argparse
 import json
 import os
 import re
-import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rag.app.ui import add_serve_arguments
 from rag.errors import RagError
 from rag.options import ANSWER_MODES, SEARCH_MODES, Filters
+
+if TYPE_CHECKING:
+    from rag.embed.embedder import Embedder
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
@@ -35,6 +36,8 @@ def _default_index() -> str:
 
 
 def _embedder(args: argparse.Namespace) -> Any:
+    if getattr(args, "embedder", None) is not None:
+        return args.embedder  # given to main(): a test's boundary fake, or a caller's own
     from rag.embed.embedder import DEFAULT_MODEL, SentenceTransformerEmbedder
 
     threads = getattr(args, "threads", None) or os.environ.get("RAG_THREADS")
@@ -76,26 +79,40 @@ def cmd_index(args: argparse.Namespace) -> int:
         spec = ChunkSpec(max_tokens=args.chunk_tokens or ChunkSpec().max_tokens,
                          overlap_tokens=ChunkSpec().overlap_tokens if args.overlap is None
                          else args.overlap)
-    target = Path(args.index)
-    build_at = target
-    if args.rebuild and (target / "store.sqlite").exists():
-        build_at = target.with_name(target.name + ".rebuild")
-        shutil.rmtree(build_at, ignore_errors=True)
-    idx = Index.open(build_at, embedder=_embedder(args), chunking=spec, kind=args.kind)
-    report = idx.add(args.paths, sync=args.sync, progress=not args.quiet)
+    ray_address = args.ray or os.environ.get("RAG_RAY_ADDRESS")
+    pipeline = None
+    if ray_address:
+        from rag.errors import InputError
+        from rag.scale.ray_ingest import RayPipeline
+
+        if args.rebuild:
+            raise InputError("--rebuild does not run on Ray yet: index into a new folder with "
+                           "--ray, or rebuild without --ray")
+        pipeline = RayPipeline(ray_address, actors=args.ray_actors)
+    if args.rebuild:
+        idx = Index.rebuild(args.paths, args.index, embedder=_embedder(args), chunking=spec,
+                            kind=args.kind, progress=not args.quiet,
+                            follow_links=args.follow_links)
+        report = idx.last_report
+        assert report is not None
+    else:
+        idx = Index.open(args.index, embedder=_embedder(args), chunking=spec, kind=args.kind)
+        report = idx.add(args.paths, sync=args.sync, progress=not args.quiet,
+                         follow_links=args.follow_links, pipeline=pipeline)
+    if args.shards:
+        from rag.scale.shards import reshard
+
+        reshard(idx, args.shards)
     idx.close()
-    if build_at != target:
-        old = target.with_name(target.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(target, old)
-        os.replace(build_at, target)
-        shutil.rmtree(old, ignore_errors=True)
     for s in report.skipped:
         print(f"skipped {safe(s.path)}: {safe(s.reason)}", file=sys.stderr)
     print(f"{report.added} added, {report.updated} updated, {report.removed} removed, "
           f"{report.unchanged} unchanged, {len(report.skipped)} skipped; "
           f"{report.chunks_added} chunks embedded; index holds {report.articles} articles, "
-          f"{report.chunks} chunks ({report.seconds:.1f} s)")
+          f"{report.chunks} chunks ({report.seconds:.1f} s)"
+          + (f"; {report.reused} vectors reused from an interrupted run" if report.reused else "")
+          + (f"; {report.kept} articles kept: their files could not be read" if report.kept
+             else ""))
     return EXIT_PARTIAL if report.skipped else EXIT_OK
 
 
@@ -239,11 +256,21 @@ def parser() -> argparse.ArgumentParser:
     common(sp)
     sp.add_argument("--sync", action="store_true", help="also remove articles whose files are gone")
     sp.add_argument("--rebuild", action="store_true", help="build from scratch (e.g. new model)")
+    sp.add_argument("--follow-links", action="store_true",
+                    help="also index files and folders that symbolic links lead to outside "
+                         "the folders given (skipped by default, with a reason)")
     sp.add_argument("--model", help="sentence-transformers model: local path or packaged name")
     sp.add_argument("--chunk-tokens", type=int, help="max tokens per chunk (default 160)")
     sp.add_argument("--overlap", type=int, help="overlap tokens between chunks (default 40)")
     sp.add_argument("--kind", default="auto", choices=["auto", "flat", "ivf", "hnsw"])
     sp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    sp.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                    help="read, chunk and embed on a Ray cluster (default ADDRESS: local, an "
+                    "in-process Ray; also RAG_RAY_ADDRESS); needs pip install \".[scale]\"")
+    sp.add_argument("--ray-actors", type=int, metavar="N",
+                    help="embedder actors on Ray (default: one per CPU slot, or per GPU)")
+    sp.add_argument("--shards", type=int, metavar="N",
+                    help="split the search files into N partitions (1: one); later writes keep N")
     sp.set_defaults(func=cmd_index)
 
     sp = sub.add_parser("search", help="print the passages that best match a query")
@@ -284,6 +311,8 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("-k", type=int, default=5)
     sp.add_argument("--json", dest="json_out", help="write the metrics JSON here")
     sp.add_argument("--report", help="write a Markdown report with plots into this folder")
+    sp.add_argument("--features", action="store_true",
+                    help="record each question's abstention features (for rag.eval.fit)")
     # Without --index, eval builds its own index in the temp dir (never the product's).
     sp.set_defaults(func=cmd_eval, index=None)
 
@@ -312,16 +341,28 @@ def _filters(args: argparse.Namespace) -> Filters:
                    as_of=getattr(args, "as_of", None))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, embedder: Embedder | None = None) -> int:
+    """Run the `rag` command line on `argv`; returns the exit code.
+
+    `embedder` replaces the configured model for every command (tests pass a fake)."""
     args = parser().parse_args(argv)
+    args.embedder = embedder
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()  # a closed pipe must show here, not in the interpreter's exit
+        return code
     except RagError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `rag search ... | head`: the reader has what it wanted. Point stdout at devnull so
+        # the interpreter's final flush does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
 
 
 if __name__ == "__main__":

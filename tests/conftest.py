@@ -37,9 +37,7 @@ import sys
 sys.path.insert(0, {tests!r})
 from fakes import FakeEmbedder
 import rag.cli
-assert hasattr(rag.cli, "_embedder"), "rag.cli._embedder moved: update the test driver"
-rag.cli._embedder = lambda args: FakeEmbedder()  # the boundary: no model in these tests
-sys.exit(rag.cli.main(sys.argv[1:]))
+sys.exit(rag.cli.main(sys.argv[1:], embedder=FakeEmbedder()))  # the boundary: no model here
 """
 
 
