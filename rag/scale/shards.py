@@ -29,7 +29,7 @@ import numpy as np
 from rag.errors import IndexWriteError, InputError
 from rag.faults import checkpoint
 from rag.index.folder import WriteLock, fsync_file, modified_ns, write_json_atomic
-from rag.index.lexical import Lexical, tokenize
+from rag.index.lexical import Lexical, Segment, tokenize
 from rag.index.store import FORMAT, Store
 from rag.index.vectors import Vectors
 
@@ -87,6 +87,12 @@ class ShardedLexical:
     @property
     def live_ids(self) -> np.ndarray:
         return np.concatenate([s.live_ids for s in self.shards]) if self.shards else self.ids
+
+    @property
+    def segments(self) -> tuple[Segment, ...]:
+        """Every shard's segments, for callers counting document frequencies as on one
+        index (`rag.answering.abstain`); their row numbers are each shard's own."""
+        return tuple(seg for s in self.shards for seg in s.segments)
 
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every row of every shard (zeros where no term matched); equal to
