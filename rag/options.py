@@ -16,6 +16,11 @@ AnswerMode = Literal["extractive", "llm"]
 SEARCH_MODES: tuple[SearchMode, ...] = get_args(SearchMode)
 ANSWER_MODES: tuple[AnswerMode, ...] = get_args(AnswerMode)
 
+# The one length limit for a question or search query, everywhere it is read (CLI, chat box,
+# API): a long paragraph. Past it a "question" is a pasted article; the embedder would see
+# only its first 256 word pieces anyway, and BM25 would score every word of it.
+MAX_QUERY_CHARS = 2000
+
 
 @dataclass(frozen=True)
 class Filters:

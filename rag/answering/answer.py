@@ -18,7 +18,7 @@ from rag.answering.short import lead
 from rag.errors import InputError, LLMError
 from rag.ingest.dates import age_days, as_of_date, display_date, year_range
 from rag.markers import cite
-from rag.options import ANSWER_MODES, AnswerMode, Filters
+from rag.options import ANSWER_MODES, MAX_QUERY_CHARS, AnswerMode, Filters
 from rag.results import Answer, Citation, Hit, Short
 
 if TYPE_CHECKING:
@@ -35,7 +35,6 @@ ABSTAIN_BELOW = 0.35
 MISSING_NAME_PENALTY = 0.2
 REPEAT_PENALTY = 0.1  # a follow-up rarely wants the sentence it was just given
 CONTEXT_WEIGHT = 0.3
-MAX_QUESTION_CHARS = 2000
 # Nearer articles are mildly preferred for every question (news is asked about at a date):
 # a hit's fused score (0-1) loses up to RECENCY_WEIGHT as its article ages, half of that
 # at RECENCY_HALF_LIFE_DAYS. Chosen on news-dev's tune split (see README).
@@ -119,7 +118,7 @@ def _clean_question(question: str) -> str:
         raise InputError("the question is empty; type a question about the articles")
     if not any(ch.isalnum() for ch in q):
         raise InputError("the question has no words; type a question about the articles")
-    return q[:MAX_QUESTION_CHARS]
+    return q[:MAX_QUERY_CHARS]
 
 
 def retrieve(question: str, index: Index, *, history: Sequence[Turn] = (), k: int = 5,

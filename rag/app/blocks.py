@@ -1,63 +1,68 @@
-"""The Gradio page: a Chat tab, an Articles tab (upload, list, remove) and an Index tab,
-plus the API endpoints `/chat`, `/upload`, `/remove` and `/articles`.
+"""The Gradio page: a Chat tab (conversations, chat, sources), an Articles tab (upload, list,
+remove) and an Index tab, plus the API endpoints `/chat`, `/upload`, `/remove`, `/articles`.
 
 `build(service)` lays the page out (`_chat_tab`, `_articles_tab`, `_index_tab`), then wires
-the events (`_wire`). Handlers take the conversation from the session's own state, never
-from the service. Everything put into HTML or Markdown goes through `render` (escaped).
+the events (`_wire_chat`, `_wire_articles`, `_declare_api`). Conversations live in the
+browser (`gr.BrowserState`, see `history`): every handler gets the browser's store as an
+input and returns the new one, so the server keeps none. Everything put into HTML or
+Markdown goes through `render` (escaped).
 """
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rag.app.render import EMPTY_SOURCES, chat_text, error_html, esc, sources_html, sources_text
+from rag.app.article import export_markdown
+from rag.app.assets import JS
+from rag.app.history import Store, Turn
+from rag.app.render import (
+    EMPTY_SOURCES,
+    answer_markdown,
+    chat_text,
+    error_html,
+    esc,
+    panel_html,
+    sources_text,
+    working_html,
+)
 from rag.app.security import MAX_UPLOAD_BYTES
-from rag.app.service import Service, article_row
+from rag.app.service import Service, Settings, article_row
 from rag.errors import RagError
 from rag.ingest.dates import display_date
+from rag.options import MAX_QUERY_CHARS
 from rag.results import Answer
 
 if TYPE_CHECKING:
     import gradio as gr
 
 _DELAY = 0.5  # seconds between "still indexing" updates in the chat
+_STORAGE_KEY = "rag-conversations"
 
 # System fonts: the default theme fetches web fonts, which an offline machine cannot.
 FONTS = ["ui-sans-serif", "system-ui", "Segoe UI", "Helvetica", "Arial", "sans-serif"]
 MONO = ["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"]
 
-CSS = """
-.rag-sources { font-size: 0.95rem; line-height: 1.5; }
-.rag-empty, .rag-question { color: var(--body-text-color-subdued); margin-bottom: 0.6rem; }
-.rag-source { border: 1px solid var(--border-color-primary); border-radius: 8px;
-  padding: 0.6rem 0.8rem; margin-bottom: 0.7rem; background: var(--block-background-fill); }
-.rag-head { font-weight: 600; }
-.rag-n { color: var(--color-accent); margin-right: 0.2rem; }
-.rag-meta { font-size: 0.85rem; color: var(--body-text-color-subdued); margin: 0.15rem 0 0.4rem;
-  overflow-wrap: anywhere; }
-.rag-passage { white-space: pre-wrap; border-left: 3px solid var(--border-color-primary);
-  padding-left: 0.6rem; }
-.rag-passage mark { background: #fde68a; color: #1f2937; padding: 0 2px; border-radius: 2px; }
-.rag-sup { color: var(--color-accent); font-weight: 600; margin-left: 1px; }
-.rag-abstained { background: #fef3c7; color: #78350f; border-radius: 8px;
-  padding: 0.5rem 0.8rem; margin-bottom: 0.7rem; }
-.rag-error { background: #fee2e2; color: #7f1d1d; border-radius: 8px; padding: 0.5rem 0.8rem; }
-.rag-note { font-size: 0.85rem; color: var(--body-text-color-subdued); }
-#rag-status { font-size: 0.9rem; color: var(--body-text-color-subdued); }
-"""
-
 
 @dataclass
 class _Chat:
+    """The Chat tab's components."""
+
+    store: Any
+    convs: Any
+    new: Any
+    delete: Any
+    export: Any
     chatbot: Any
     msg: Any
+    unfiltered: Any
     k: Any
     after: Any
     before: Any
-    mode: Any
+    mode: Any  # None when no LLM is configured
     sources: Any
 
 
@@ -71,57 +76,80 @@ class _Articles:
     remove: Any
 
 
-def build(service: Service) -> gr.Blocks:
-    """The app: Chat, Articles and Index tabs, plus the /chat, /upload, /remove and /articles
-    API endpoints. Every handler takes its conversation from the session's own state."""
+def build(service: Service, secret: str | None = None) -> gr.Blocks:
+    """The app. `secret` encrypts the conversations kept in each browser (None: a new key
+    each start, so conversations saved before a restart cannot be read back)."""
     import gradio as gr  # heavy: only when an app is built
 
     with gr.Blocks(title="Ask the news", analytics_enabled=False) as demo:
         gr.Markdown("## Ask the news\nAnswers quote the indexed articles; every [n] is checked "
-                    "against the passage it cites, shown on the right.")
+                    "against the passage it cites. Click an [n] to see its source, or an "
+                    "answer to see its sources again.")
         status = gr.Markdown(esc(service.summary()), elem_id="rag-status")
         timer = gr.Timer(1.0)
-        history = gr.State([])
         with gr.Tabs():
-            chat = _chat_tab(service)
+            chat = _chat_tab(service, secret)
             articles = _articles_tab()
             index_tab, stats = _index_tab()
-        _wire(service, chat, articles, history, timer, [status, articles.table,
-                                                         articles.chosen, stats], index_tab)
+        lists = [status, articles.table, articles.chosen, stats]
+        _wire_chat(service, chat)
+        _wire_articles(service, articles, timer, lists, index_tab)
+        _declare_api(service)
+        demo.load(_shown(service), inputs=[chat.store], outputs=_views(chat),
+                  api_visibility="private")
     return demo  # type: ignore[no-any-return]  # gradio's context manager is untyped
 
 
-def _chat_tab(service: Service) -> _Chat:
+def _chat_tab(service: Service, secret: str | None) -> _Chat:
     import gradio as gr
 
-    modes = [("Extractive: quote the best sentences", "extractive")]
-    if service.llm:
-        modes.append(("LLM: written answer, every sentence checked", "llm"))
+    store = gr.BrowserState(Store().to_json(), storage_key=_STORAGE_KEY, secret=secret)
     with gr.Tab("Chat"), gr.Row(equal_height=False):
-        with gr.Column(scale=3):
+        with gr.Column(scale=1, min_width=200):
+            new = gr.Button("New conversation", size="sm", elem_id="rag-new")
+            convs = gr.Radio([], label="Conversations (kept in this browser)",
+                             elem_id="rag-convs")
+            with gr.Row():
+                delete = gr.Button("Delete", size="sm", variant="stop", elem_id="rag-delete",
+                                   min_width=60)
+                export = gr.DownloadButton("Export .md", size="sm", elem_id="rag-export",
+                                           min_width=60, interactive=False)
+        with gr.Column(scale=3, min_width=300):
             chatbot = gr.Chatbot(
-                label="Conversation", height=460, allow_tags=False,
-                feedback_options=None, buttons=["copy"],
+                show_label=False, height=460, allow_tags=False, feedback_options=None,
+                buttons=["copy"], elem_classes=["rag-chat"], elem_id="rag-chat",
                 placeholder="Ask about the articles, e.g. *How many missiles were "
                             "intercepted?*")
             msg = gr.Textbox(placeholder="Ask a question and press Enter",
-                             show_label=False, autofocus=True, max_length=2000,
+                             show_label=False, autofocus=True, max_length=MAX_QUERY_CHARS,
                              submit_btn="Ask", elem_id="rag-question")
+            unfiltered = gr.Button("Ask without the filter", visible=False, size="sm",
+                                   elem_id="rag-unfiltered")
             with gr.Accordion("Settings", open=False):
                 k = gr.Slider(1, 20, value=5, step=1, label="Passages to retrieve")
                 with gr.Row():
                     after = gr.Textbox(label="Published after", placeholder="YYYY-MM-DD",
-                                       info="Both dates are inclusive.")
+                                       info="Both dates are inclusive.", elem_id="rag-after")
                     before = gr.Textbox(label="Published before", placeholder="YYYY-MM-DD",
                                         info="Undated articles are left out when a date "
-                                             "is set.")
-                mode = gr.Radio(modes, value=modes[-1][1], label="Answer mode",
-                                info=None if service.llm else
-                                "LLM answers need RAG_LLM_BASE_URL and RAG_LLM_MODEL.")
-        with gr.Column(scale=2):
-            sources = gr.HTML(EMPTY_SOURCES, label="Sources", js_on_load=None,
-                              elem_id="rag-sources-panel", padding=True)
-    return _Chat(chatbot, msg, k, after, before, mode, sources)
+                                             "is set.", elem_id="rag-before")
+                mode = None
+                if service.llm:  # no choice to offer without an LLM
+                    mode = gr.Radio([("LLM: written answer, every sentence checked", "llm"),
+                                     ("Extractive: quote the best sentences", "extractive")],
+                                    value="llm", label="Answer mode")
+        with gr.Column(scale=2, min_width=300):
+            def open_article(ask: Any) -> str:
+                """The page's script sends {"article": id, "spans": "[[start, end, n,
+                quote], …]"} (Gradio passes a server function one value)."""
+                ask = ask if isinstance(ask, dict) else {}
+                return service.article_view(str(ask.get("article", "")),
+                                            str(ask.get("spans", "[]")))
+
+            sources = gr.HTML(EMPTY_SOURCES, js_on_load=JS, elem_id="rag-sources-panel",
+                              server_functions=[open_article], padding=True)
+    return _Chat(store, convs, new, delete, export, chatbot, msg, unfiltered, k, after,
+                 before, mode, sources)
 
 
 def _articles_tab() -> _Articles:
@@ -150,10 +178,141 @@ def _index_tab() -> tuple[Any, Any]:
     return tab, stats
 
 
-def _wire(service: Service, chat: _Chat, arts: _Articles, history: Any, timer: Any,
-          lists: list[Any], index_tab: Any) -> None:
-    """Connect the events and declare the API endpoints."""
+# -- the chat --------------------------------------------------------------------------------
+def _views(chat: _Chat) -> list[Any]:
+    """What showing a conversation updates, in the order `_shown` returns them."""
+    return [chat.store, chat.convs, chat.chatbot, chat.sources, chat.export, chat.unfiltered]
+
+
+def _messages(store: Store) -> list[dict[str, str]]:
+    conv = store.active()
+    out = []
+    for i, t in enumerate(conv.turns if conv else ()):
+        out += [{"role": "user", "content": chat_text(t.question)},
+                {"role": "assistant", "content": answer_markdown(t, i)}]
+    return out
+
+
+def _shown(service: Service) -> Any:
+    """The handler that shows the store's current conversation (and saves the store)."""
     import gradio as gr
+
+    def show(raw: Any) -> tuple[Any, ...]:
+        store = Store.from_json(raw)
+        conv = store.active()
+        turns = conv.turns if conv else ()
+        export = None
+        if conv and turns and service.ready.is_set() and not service.error:
+            folder = Path(tempfile.mkdtemp(prefix="rag-export-"))
+            export = folder / "conversation.md"
+            export.write_text(export_markdown(conv, service.resolve), encoding="utf-8")
+        ready = service.ready.is_set() and not service.error
+        panel = panel_html(turns, service.resolve) if ready else EMPTY_SOURCES
+        last = turns[-1] if turns else None
+        return (store.to_json(), gr.Radio(choices=store.choices(), value=store.current),
+                _messages(store), panel,
+                gr.DownloadButton(value=str(export) if export else None,
+                                  interactive=export is not None),
+                gr.Button(visible=bool(last and last.abstained and last.filter)))
+    return show
+
+
+def _filter_label(s: Settings) -> str:
+    """The active date filter in words ("" when none).
+
+    >>> from rag.options import Filters
+    >>> _filter_label(Settings(filters=Filters(published_after="2030-01-01")))
+    'published after 2030-01-01'
+    """
+    a, b = s.filters.published_after, s.filters.published_before
+    if a and b:
+        return f"published between {a} and {b}"
+    return f"published after {a}" if a else (f"published before {b}" if b else "")
+
+
+def _respond(service: Service, message: str, raw: Any, k: float, after: str, before: str,
+             mode: str | None) -> Iterator[tuple[Any, ...]]:
+    """Ask: a working state at once, then the answer, then the conversation saved.
+    Yields (store, conversations, chatbot, sources, export, unfiltered button, question box)."""
+    import gradio as gr
+
+    message = (message or "").strip()
+    if not message:
+        yield (gr.skip(),) * 7
+        return
+    store = Store.from_json(raw)
+    conv = store.active()
+    turns = conv.turns if conv else ()
+    chat = [*_messages(store), {"role": "user", "content": chat_text(message)},
+            {"role": "assistant", "content": "_Searching the articles…_"}]
+    skip5 = (gr.skip(),) * 2
+
+    def working(what: str) -> tuple[Any, ...]:
+        panel = panel_html(turns, service.resolve, extra=working_html(what)) if (
+            service.ready.is_set() and not service.error) else working_html(what)
+        return (*skip5, chat, panel, gr.skip(), gr.Button(visible=False), "")
+
+    while not service.ready.wait(_DELAY):
+        chat[-1]["content"] = f"_{esc(service.summary())}: the answer follows when ready._"
+        yield working(service.summary())
+    try:
+        s = service.settings(k, after, before, mode)
+        what = ("Writing the answer; each sentence is shown once checked against its source…"
+                if s.mode == "llm" else "Searching the articles and checking each quote…")
+        yield working(what)
+        final: Answer | None = None
+        for part in service.ask(message, conv.history() if conv else [], s):
+            if isinstance(part, Answer):
+                final = part
+        assert final is not None
+    except RagError as e:
+        chat[-1]["content"] = chat_text(f"Error: {e}")
+        yield (*skip5, chat, error_html(str(e)), gr.skip(), gr.skip(), gr.skip())
+        return
+    store = store.add(Turn.of_answer(final, _filter_label(s)))
+    shown = _shown(service)(store.to_json())
+    yield (*shown, "")
+
+
+def _wire_chat(service: Service, chat: _Chat) -> None:
+
+    private: dict[str, Any] = {"api_visibility": "private"}
+    views = _views(chat)
+    settings = [chat.k, chat.after, chat.before]
+
+    def respond(message: str, raw: Any, k: float, after: str, before: str,
+                mode: str | None = None) -> Iterator[tuple[Any, ...]]:
+        yield from _respond(service, message, raw, k, after, before, mode)
+
+    ask_inputs = [chat.msg, chat.store, *settings, *([chat.mode] if chat.mode else [])]
+    chat.msg.submit(respond, inputs=ask_inputs, outputs=[*views, chat.msg],
+                    show_progress="hidden", **private)
+
+    def without_filter(raw: Any) -> tuple[str, str, str]:
+        conv = Store.from_json(raw).active()
+        return "", "", conv.turns[-1].question if conv and conv.turns else ""
+
+    chat.unfiltered.click(without_filter, inputs=[chat.store],
+                          outputs=[chat.after, chat.before, chat.msg], **private).then(
+        respond, inputs=ask_inputs, outputs=[*views, chat.msg], show_progress="hidden",
+        **private)
+    show = _shown(service)
+    chat.convs.input(lambda raw, cid: show(Store.from_json(raw).switch(cid).to_json()),
+                     inputs=[chat.store, chat.convs], outputs=views, **private)
+    chat.new.click(lambda raw: show(Store.from_json(raw).switch(None).to_json()),
+                   inputs=[chat.store], outputs=views, **private)
+    chat.delete.click(lambda raw: show(Store.from_json(raw).delete(
+        Store.from_json(raw).current).to_json()), inputs=[chat.store], outputs=views,
+        **private)
+
+
+
+# -- articles, index and the API ------------------------------------------------------------
+def _wire_articles(service: Service, arts: _Articles, timer: Any, lists: list[Any],
+                   index_tab: Any) -> None:
+    import gradio as gr
+
+    private: dict[str, Any] = {"api_visibility": "private"}
 
     def refresh() -> tuple[Any, ...]:
         """The status line, article table, removal choices and index stats, as they are now."""
@@ -170,9 +329,32 @@ def _wire(service: Service, chat: _Chat, arts: _Articles, history: Any, timer: A
         ready = service.ready.is_set()  # read once: the lists must match the timer's state
         return (gr.Timer(active=not ready), *refresh())
 
-    def respond(message: str, chatlog: list[dict[str, str]], hist: list[tuple[str, str]],
-                k: float, after: str, before: str, mode: str) -> Iterator[tuple[Any, ...]]:
-        yield from _respond(service, message, chatlog, hist, k, after, before, mode)
+    def upload(files: list[str] | None, progress: gr.Progress = gr.Progress()) -> str:  # noqa: B008
+        if not files:
+            return "No files."
+        try:
+            return service.add_files(files, lambda d, t, n: progress(
+                (d, t), desc=f"Indexing {Path(n).name}"))
+        except RagError as e:
+            raise gr.Error(str(e)) from None
+
+    def remove(article_ids: list[str]) -> str:
+        try:
+            return service.remove(article_ids)
+        except RagError as e:
+            raise gr.Error(str(e)) from None
+
+    timer.tick(poll, outputs=[timer, *lists], show_progress="hidden", **private)
+    arts.files.upload(upload, inputs=[arts.files], outputs=[arts.report],
+                      api_name="upload").then(refresh, outputs=lists, **private)
+    arts.remove.click(remove, inputs=[arts.chosen], outputs=[arts.report],
+                      **private).then(refresh, outputs=lists, **private)
+    for tab in (arts.tab, index_tab):
+        tab.select(refresh, outputs=lists, **private)
+
+
+def _declare_api(service: Service) -> None:
+    import gradio as gr
 
     def chat_api(message: str, k: int = 5, published_after: str = "",
                  published_before: str = "", mode: str = "") -> str:
@@ -183,15 +365,6 @@ def _wire(service: Service, chat: _Chat, arts: _Articles, history: Any, timer: A
         except RagError as e:
             raise gr.Error(str(e)) from None
         return final.text + sources_text(final)
-
-    def upload(files: list[str] | None, progress: gr.Progress = gr.Progress()) -> str:  # noqa: B008
-        if not files:
-            return "No files."
-        try:
-            return service.add_files(files, lambda d, t, n: progress(
-                (d, t), desc=f"Indexing {Path(n).name}"))
-        except RagError as e:
-            raise gr.Error(str(e)) from None
 
     def remove_api(article_ids: list[str]) -> str:
         """Remove articles from the index by id (see /articles); returns a report."""
@@ -206,57 +379,7 @@ def _wire(service: Service, chat: _Chat, arts: _Articles, history: Any, timer: A
                  "source": a.source or "", "url": a.url or ""}
                 for a in service.index().articles()]
 
-    private: dict[str, Any] = {"api_visibility": "private"}
-    timer.tick(poll, outputs=[timer, *lists], show_progress="hidden", **private)
-    chat.msg.submit(respond, inputs=[chat.msg, chat.chatbot, history, chat.k, chat.after,
-                                     chat.before, chat.mode],
-                    outputs=[chat.chatbot, chat.sources, history, chat.msg],
-                    show_progress="hidden", **private)
-    chat.chatbot.clear(lambda: ([], EMPTY_SOURCES), outputs=[history, chat.sources],
-                       **private)  # the bin icon starts a new conversation
-    arts.files.upload(upload, inputs=[arts.files], outputs=[arts.report],
-                      api_name="upload").then(refresh, outputs=lists, **private)
-    arts.remove.click(remove_api, inputs=[arts.chosen], outputs=[arts.report],
-                      **private).then(refresh, outputs=lists, **private)
-    for tab in (arts.tab, index_tab):
-        tab.select(refresh, outputs=lists, **private)
     api = gr.api  # type: ignore[attr-defined]  # gradio re-exports it without __all__
     api(chat_api, api_name="chat")
     api(remove_api, api_name="remove")
     api(articles_api, api_name="articles")
-
-
-def _respond(service: Service, message: str, chat: list[dict[str, str]],
-             history: list[tuple[str, str]], k: float, after: str, before: str,
-             mode: str) -> Iterator[tuple[Any, ...]]:
-    """The chat handler: the answer streams into the chat, then the sources panel fills."""
-    import gradio as gr
-
-    message = (message or "").strip()
-    if not message:
-        yield gr.skip(), gr.skip(), gr.skip(), gr.skip()
-        return
-    chat = [*chat, {"role": "user", "content": chat_text(message)},
-            {"role": "assistant", "content": "…"}]
-    while not service.ready.wait(_DELAY):
-        chat[-1] = {"role": "assistant", "content": f"_{esc(service.summary())}_ — the "
-                    "answer follows when the index is ready."}
-        yield chat, gr.skip(), history, ""
-    yield chat, gr.skip(), history, ""
-    try:
-        final: Answer | None = None
-        for part in service.ask(message, history, service.settings(k, after, before, mode)):
-            if isinstance(part, Answer):
-                final = part
-            else:
-                chat[-1] = {"role": "assistant", "content": chat_text(part)}
-                yield chat, gr.skip(), history, ""
-    except RagError as e:
-        chat[-1] = {"role": "assistant", "content": chat_text(f"Error: {e}")}
-        yield chat, error_html(str(e)), history, ""
-        return
-    assert final is not None
-    text = final.text + "".join(f"\n\n_Note: {n}_" for n in final.notes)
-    chat[-1] = {"role": "assistant", "content": chat_text(text)}
-    panel = sources_html(final, lambda c: service.passage(c, final.hits))
-    yield chat, panel, [*history, (message, final.text)], ""

@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import threading
-import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -35,49 +33,40 @@ from rag.errors import (
     InputError,
     ModelMismatchError,
 )
-from rag.faults import checkpoint
+from rag.index import writer as _writer
+from rag.index.derived import State as _State
+from rag.index.derived import persist
 from rag.index.folder import (
     Progress,
-    ProgressBar,
     WriteLock,
-    count_items,
-    fsync_file,
-    is_under,
     modified_ns,
     read_manifest,
-    write_json_atomic,
 )
 from rag.index.lexical import Lexical
+from rag.index.rebuild import complete_swap, complete_swap_pending
+from rag.index.rebuild import rebuild as _rebuild
 from rag.index.store import FORMAT, ArticleInfo, Store
-from rag.index.vectors import KINDS, Vectors, choose_kind
-from rag.ingest.articles import Article, Skipped, iter_articles
-from rag.ingest.chunking import Chunk, ChunkSpec, chunk_article
-from rag.options import SEARCH_MODES, Filters, SearchMode
+from rag.index.vectors import KINDS, Vectors
+from rag.index.writer import (
+    CACHE_FILE,
+    IndexReport,
+    Pipeline,
+    Prepared,
+    chunk_for,
+    embedding_texts,
+)
+from rag.ingest.articles import Article
+from rag.ingest.chunking import ChunkSpec
+from rag.options import MAX_QUERY_CHARS, SEARCH_MODES, Filters, SearchMode
 from rag.results import Hit
 from rag.retrieve.fusion import Fusion, search
 from rag.retrieve.passages import PassageSpec, passages
+from rag.retrieve.sentences import SENTENCE_CHARS, SentenceKey, stored_vectors
 
-_EMBED_BATCH = 128
-
-
-@dataclass(frozen=True)
-class IndexReport:
-    """What one `add` did."""
-
-    added: int
-    updated: int
-    removed: int
-    unchanged: int
-    skipped: tuple[Skipped, ...]
-    chunks_added: int
-    articles: int
-    chunks: int
-    seconds: float
-
-    @property
-    def status(self) -> str:
-        """"ok", or "partial" when some inputs were skipped."""
-        return "partial" if self.skipped else "ok"
+# Chunks fetched per passage asked for: three covers the neighbours that fold into one
+# passage (measured on SciFact and the seed article: 3k chunks almost always give k passages).
+FIRST_DEPTH_FACTOR = 3
+MAX_DEPTH_FACTOR = 24  # 3k doubled three times: the last try before fewer than k is final
 
 
 @dataclass(frozen=True)
@@ -91,15 +80,6 @@ class IndexStats:
     version: int
     chunking: dict[str, int]
     bytes_on_disk: int
-
-
-@dataclass
-class _State:
-    version: int
-    vectors: Vectors
-    lexical: Lexical
-    manifest_mtime: int
-    behind: bool = False  # an older version, served while a writer finishes the newer one
 
 
 def _file_id(path: Path) -> tuple[int, int] | None:
@@ -130,6 +110,7 @@ class Index:
         self._state: _State | None = None
         self._query_cache: dict[str, np.ndarray] = {}
         self._store_id = _file_id(path / "store.sqlite")
+        self.cache_path = path / CACHE_FILE  # vectors embedded but maybe not yet committed
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod
@@ -143,14 +124,30 @@ class Index:
         idx.last_report = idx.add(paths, sync=sync, progress=progress)
         return idx
 
-    last_report: IndexReport | None = None  # what the last `build` did
+    @classmethod
+    def rebuild(
+        cls, paths: Iterable[str | os.PathLike[str]], path: str | os.PathLike[str] = "index",
+        *, embedder: Embedder | None = None, chunking: ChunkSpec | None = None,
+        kind: str = "auto", progress: Progress = True, follow_links: bool = False,
+        lock_timeout: float = 10.0,
+    ) -> Index:
+        """Build the index at `path` afresh from `paths`, keeping the app's uploads, and
+        swap it in whole: readers see the old index or the new one at every instant, and
+        writers wait for it (it holds the write lock throughout)."""
+        idx, report = _rebuild(paths, Path(path), embedder=embedder, chunking=chunking,
+                               kind=kind, progress=progress, follow_links=follow_links,
+                               lock_timeout=lock_timeout)
+        idx.last_report = report
+        return idx
+
+    last_report: IndexReport | None = None  # what the last `build`/`rebuild` did
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] = "index", *,
              embedder: Embedder | None = None) -> Index:
         """Open an existing index; raises `IndexNotFoundError` where there is none."""
         p = Path(path)
-        if not (p / "store.sqlite").exists():
+        if not (p / "store.sqlite").exists() and not complete_swap_pending(p):
             raise IndexNotFoundError(
                 f"no index at {p}; build one with `rag index PATH --index {p}`")
         return cls.open(p, embedder=embedder)
@@ -164,6 +161,10 @@ class Index:
         if kind not in KINDS:
             raise InputError(f"unknown index kind {kind!r}; choose one of {', '.join(KINDS)}")
         p = Path(path)
+        try:
+            complete_swap(p)  # a rebuild killed between its two renames (no RENAME_EXCHANGE)
+        except OSError:
+            pass  # another process is completing it
         exists = (p / "store.sqlite").exists()
         if not exists:
             try:
@@ -254,6 +255,10 @@ class Index:
         if not manifest or manifest.get("version") != version:
             return None
         try:
+            if manifest.get("shards"):  # partitions of one version (rag.scale.shards)
+                from rag.scale import shards
+
+                return _State(version, *shards.load(self.path, manifest), mtime)  # type: ignore[arg-type]
             vec = Vectors.load(self.path / manifest["vectors"], manifest["kind"])
             lex = Lexical.load(self.path / manifest["bm25"])
         except Exception:  # unreadable cache: the caller rebuilds it
@@ -283,7 +288,7 @@ class Index:
         try:
             with WriteLock(self.path, timeout=0):
                 if self._same_store():  # never derived files of an old store into a new folder
-                    self._persist(state)
+                    persist(self, state)
         except (IndexLockedError, IndexWriteError, OSError):
             pass
         state.manifest_mtime = modified_ns(self.path / "manifest.json")
@@ -302,212 +307,34 @@ class Index:
         store = store or self.store
         _, n = store.counts()
         kind = "auto" if self.requested == "auto" else self.kind
+        shards = len((read_manifest(self.path) or {}).get("shards") or ())
+        if shards > 1:  # a sharded index stays sharded (rag.scale.shards)
+            from rag.scale.shards import build_state
+
+            return build_state(store, self.dim, kind, shards, version)
         vec = Vectors.build(self.dim, kind, store.iter_live_vectors(), n)
         return _State(version, vec, Lexical.build(store.iter_live_texts()), 0)
 
-    def _persist(self, state: _State, store: Store | None = None) -> None:
-        """Write derived files for `state` under new names, then swap the manifest."""
-        vname, bname = f"vectors-{state.version}.faiss", f"bm25-{state.version}"
-        tmp_v, tmp_b = self.path / f".{vname}.tmp", self.path / f".{bname}.tmp"
-        try:
-            state.vectors.save(tmp_v)
-            fsync_file(tmp_v)
-            checkpoint("faiss_write")
-            if tmp_b.exists():
-                shutil.rmtree(tmp_b)
-            state.lexical.save(tmp_b)
-            checkpoint("bm25_write")
-            os.replace(tmp_v, self.path / vname)
-            if (self.path / bname).exists():
-                shutil.rmtree(self.path / bname)
-            os.replace(tmp_b, self.path / bname)
-            state.lexical.moved_to(self.path / bname)
-            articles, chunks = (store or self.store).counts()
-            write_json_atomic(self.path / "manifest.json", {
-                "format": FORMAT, "model": self.model, "dim": self.dim,
-                "chunking": asdict(self.chunking), "kind": state.vectors.kind,
-                "requested": self.requested,
-                "version": state.version, "vectors": vname, "bm25": bname,
-                "articles": articles, "chunks": chunks,
-            })
-        except OSError as e:
-            raise IndexWriteError(
-                f"could not write the index files in {self.path} ({e}); free disk space or fix "
-                "permissions and run the same command again (the previous index is intact)"
-            ) from e
-        self.kind = state.vectors.kind
-        for old in self.path.iterdir():
-            # Also temporaries an interrupted write left behind (we hold the write lock).
-            if old.name.startswith(("vectors-", "bm25-", ".vectors-", ".bm25-")) and \
-                    old.name not in (vname, bname):
-                shutil.rmtree(old) if old.is_dir() else old.unlink(missing_ok=True)
-
     # -- updates ---------------------------------------------------------------------------
     def add(self, paths: Iterable[str | os.PathLike[str]], *, sync: bool = False,
-            progress: Progress = True, lock_timeout: float = 10.0) -> IndexReport:
+            progress: Progress = True, lock_timeout: float = 10.0,
+            pipeline: Pipeline | None = None, follow_links: bool = False,
+            namespace: str = "") -> IndexReport:
         """Index new and changed articles from files/folders; with `sync`, also remove
-        articles whose files are gone. Unchanged articles are not re-embedded."""
-        t0 = time.perf_counter()
-        roots = [Path(p) for p in paths]
-        for r in roots:
-            if not r.exists():
-                raise InputError(f"{r} does not exist; give a file or folder of articles")
-        with WriteLock(self.path, timeout=lock_timeout):
-            writer = Store(self.path / "store.sqlite")
-            try:
-                return self._add_locked(writer, roots, sync, progress, t0)
-            finally:
-                writer.close()
-
-    def _add_locked(self, writer: Store, roots: list[Path], sync: bool, progress: Progress,
-                    t0: float) -> IndexReport:
-        hashes = writer.article_hashes()
-        by_hash = {h: i for i, h in hashes.items()}
-        paths_of = writer.article_paths()
-        seen: set[str] = set()
-        skipped: list[Skipped] = []
-        removals: list[str] = []
-        counts = {"added": 0, "updated": 0, "unchanged": 0, "chunks": 0}
-        pending: list[tuple[Article, list[Chunk]]] = []
-
-        def flush(bar: ProgressBar) -> Iterator[tuple[Article, Sequence[Chunk], np.ndarray]]:
-            texts = [f"{a.title}\n{c.text}" for a, cs in pending for c in cs]
-            vecs = self.embedder.embed(texts) if texts else np.zeros((0, self.dim), np.float32)
-            checkpoint("embedding")
-            n = 0
-            for a, cs in pending:
-                bar.step(a.path or a.id)  # an article counts as done once it is embedded
-                yield a, cs, vecs[n:n + len(cs)]
-                n += len(cs)
-                counts["chunks"] += len(cs)
-            pending.clear()
-
-        def upserts() -> Iterator[tuple[Article, Sequence[Chunk], np.ndarray]]:
-            """Articles to write, embedded a batch at a time as the store consumes them."""
-            bar = ProgressBar(progress, count_items(roots))
-            for item in iter_articles(roots):
-                if isinstance(item, Skipped):
-                    skipped.append(item)
-                    bar.step(item.path)
-                    continue
-                art = item
-                if art.id in seen:
-                    skipped.append(Skipped(art.path or art.id,
-                                           f"duplicate id {art.id!r} in this run"))
-                    bar.step(art.path or art.id)
-                    continue
-                seen.add(art.id)
-                if hashes.get(art.id) == art.content_hash:
-                    counts["unchanged"] += 1
-                    bar.step(art.path or art.id)
-                    continue
-                twin = by_hash.get(art.content_hash)
-                if twin is not None and twin != art.id:
-                    twin_path = paths_of.get(twin)
-                    if twin_path is None or Path(twin_path).exists() or twin in seen:
-                        skipped.append(Skipped(art.path or art.id, f"duplicate of {twin}"))
-                        bar.step(art.path or art.id)
-                        continue
-                    removals.append(twin)  # the file was renamed: re-key, don't duplicate
-                by_hash[art.content_hash] = art.id
-                counts["updated" if art.id in hashes else "added"] += 1
-                chunks = chunk_article(art.id, art.text, self.chunking, self._fits(art.title))
-                pending.append((art, chunks))
-                if sum(len(cs) for _, cs in pending) >= _EMBED_BATCH:
-                    yield from flush(bar)
-            yield from flush(bar)
-            bar.close()
-
-        def all_removals() -> Iterator[str]:
-            """Re-keyed renames, and with `sync` articles whose files are gone (evaluated
-            after every file was read)."""
-            if sync:
-                bad_paths = {s.path.split(":")[0] for s in skipped}
-                for aid, apath in paths_of.items():
-                    if aid in seen or aid in removals or not apath:
-                        continue
-                    if any(is_under(apath, r) for r in roots) and apath not in bad_paths:
-                        removals.append(aid)
-            yield from removals
-
-        before = writer.version
-        version, new_ids, gone_ids = writer.apply(upserts(), all_removals())
-        if version != before:
-            self._after_write(writer, version, np.array(new_ids, np.int64),
-                              np.array(gone_ids, np.int64))
-        elif (read_manifest(self.path) or {}).get("version") != writer.version:
-            # An earlier run committed to the store but never wrote the derived files (killed,
-            # disk full): finish its job now instead of rebuilding them on every load.
-            with self._lock:
-                state = self._rebuild_state(writer.version, writer)
-                self._persist(state, writer)
-                state.manifest_mtime = modified_ns(self.path / "manifest.json")
-                self._state = state
-        articles, chunks_total = writer.counts()
-        return IndexReport(
-            added=counts["added"], updated=counts["updated"],
-            removed=len([r for r in removals if r not in seen]), unchanged=counts["unchanged"],
-            skipped=tuple(skipped), chunks_added=counts["chunks"],
-            articles=articles, chunks=chunks_total, seconds=time.perf_counter() - t0,
-        )
+        articles whose files are known to be gone (never those of a file or folder that
+        could not be read). Unchanged articles are not re-embedded, nor is work a killed
+        run already embedded (the vector cache). A file that cannot be read is skipped
+        with its reason. Links leading out of a folder are followed only with
+        `follow_links`. `namespace` prefixes ids (the app's uploads: "upload:"). A
+        `pipeline` reads, chunks and embeds elsewhere (`rag.scale`: on Ray); this process
+        still decides and writes everything, so the same guarantees hold."""
+        return _writer.add(self, paths, sync=sync, progress=progress,
+                           lock_timeout=lock_timeout, pipeline=pipeline,
+                           follow_links=follow_links, namespace=namespace)
 
     def remove(self, article_ids: Sequence[str], *, lock_timeout: float = 10.0) -> int:
         """Remove articles by id; returns how many were indexed."""
-        with WriteLock(self.path, timeout=lock_timeout):
-            writer = Store(self.path / "store.sqlite")
-            try:
-                live = writer.article_hashes()
-                ids = [a for a in article_ids if a in live]
-                if ids:
-                    version, new_ids, gone_ids = writer.apply([], ids)
-                    self._after_write(writer, version, np.array(new_ids, np.int64),
-                                      np.array(gone_ids, np.int64))
-                return len(ids)
-            finally:
-                writer.close()
-
-    def _after_write(self, writer: Store, version: int, new_ids: np.ndarray,
-                     gone_ids: np.ndarray) -> None:
-        """Bring FAISS/BM25 up to `version` (incrementally where possible) and persist.
-        New rows are read through `writer`: the shared reader connection may be inside
-        another thread's read, on the snapshot before the commit."""
-        import faiss
-
-        with self._lock:
-            old = self._state
-            if old is None or old.version != version - 1:
-                # Not loaded here (`rag index FILE` never searches): start from the previous
-                # version's files rather than rebuilding (and retraining IVF) from scratch.
-                old = self._persisted(version - 1)
-            state: _State | None = None
-            if old is not None:
-                if old is self._state:  # searches may be using it: change a copy
-                    vec = Vectors(faiss.clone_index(old.vectors.index), old.vectors.kind)
-                    if old.vectors.kind == "ivf":
-                        vec.index.nprobe = old.vectors.index.nprobe
-                else:
-                    vec = old.vectors
-                if vec.remove(gone_ids):
-                    vec.add(new_ids, writer.vectors(list(new_ids), self.dim))
-                    if self.requested == "auto" and vec.kind == "flat" and \
-                            choose_kind("auto", vec.size) == "ivf":
-                        # Grown past exact search's range: train IVF now, once.
-                        vec = Vectors.build(self.dim, "auto", writer.iter_live_vectors(),
-                                            vec.size)
-                    lex = old.lexical.updated(new_ids, writer.texts(list(new_ids)), gone_ids)
-                    state = _State(version, vec, lex, 0)
-            if state is None:
-                state = self._rebuild_state(version, writer)
-            self._persist(state, writer)
-            state.manifest_mtime = modified_ns(self.path / "manifest.json")
-            self._state = state
-
-    def _fits(self, title: str) -> Callable[[str], bool] | None:
-        count = getattr(self.embedder, "count_tokens", None)
-        limit = getattr(self.embedder, "max_tokens", None)
-        if count is None or limit is None:
-            return None
-        return lambda text: bool(count(f"{title}\n{text}") <= limit)
+        return _writer.remove(self, article_ids, lock_timeout)
 
     # -- reading ---------------------------------------------------------------------------
     def search(
@@ -531,16 +358,18 @@ class Index:
                                             filters.sources)
             if not len(allowed):
                 return []
-        qvec = self.embed_query(query[:4000])
+        query = query[:MAX_QUERY_CHARS]
+        qvec = self.embed_query(query)
         # Extra chunks: neighbours of one passage fold into it, and k distinct passages
-        # remain. Rarely even 3k chunks fold into fewer than k: then look deeper.
-        depth = k * 3
+        # remain. Rarely even 3k chunks fold into fewer than k: then look deeper, doubling,
+        # up to MAX_DEPTH_FACTOR * k chunks (past that the filters leave too few articles).
+        depth = k * FIRST_DEPTH_FACTOR
         while True:
-            chunks = search(query[:4000], qvec, vectors=state.vectors, lexical=state.lexical,
+            chunks = search(query, qvec, vectors=state.vectors, lexical=state.lexical,
                             store=self.store, dim=self.dim, k=depth, mode=mode,
                             allowed=allowed, fusion=self.fusion)
             found = passages(chunks, self.store, k, self.passage)
-            if len(found) >= k or len(chunks) < depth or depth >= k * 24:
+            if len(found) >= k or len(chunks) < depth or depth >= k * MAX_DEPTH_FACTOR:
                 return found
             depth *= 2
 
@@ -554,6 +383,12 @@ class Index:
                     self._query_cache.pop(next(iter(self._query_cache)))
                 self._query_cache[text] = vec
         return vec
+
+    def sentence_vectors(self, hits: Sequence[Hit], chars: int = SENTENCE_CHARS
+                         ) -> dict[SentenceKey, np.ndarray]:
+        """Stored vectors of the sentences in `hits` by (article id, start, end), each of
+        the sentence's first `chars` characters; absent ones are not stored (embed them)."""
+        return stored_vectors(self.store, hits, self.dim, chars)
 
     def articles(self) -> list[ArticleInfo]:
         """Indexed articles, newest first."""
@@ -576,4 +411,5 @@ class Index:
         self.store.close()
 
 
-__all__ = ["DEFAULT_MODEL", "Index", "IndexReport", "IndexStats"]
+__all__ = ["CACHE_FILE", "DEFAULT_MODEL", "Index", "IndexReport", "IndexStats", "Pipeline",
+           "Prepared", "chunk_for", "embedding_texts"]
