@@ -225,9 +225,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from rag.eval.benchmarks import main as bench_main
+    from rag.eval.benchmarks import run_bench
 
-    return int(bench_main(args))
+    run_bench(args.suite, args.data, index=args.index, json_out=args.json_out,
+              report=args.report, mode=args.mode, threads=args.threads,
+              progress=sys.stderr.isatty())
+    return EXIT_OK
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -318,7 +321,8 @@ def parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("bench", help="public benchmarks (BEIR, SQuAD 2.0)")
     sp.add_argument("suite", choices=["beir", "squad"])
-    sp.add_argument("data", help="BEIR folder or SQuAD qa.jsonl")
+    sp.add_argument("data", nargs="?",
+                    help="BEIR folder or SQuAD qa.jsonl (default: the copy in ../shared/datasets)")
     sp.add_argument("--index", help="index folder (default: a temporary folder)")
     sp.add_argument("--json", dest="json_out", help="write the figures JSON here")
     sp.add_argument("--report", help="write a Markdown report with plots into this folder")

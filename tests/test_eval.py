@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -11,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from rag.errors import InputError
-from rag.eval.benchmarks import bench_beir, bench_squad, squad_corpus
-from rag.eval.benchmarks import main as bench_main
+from rag.eval.benchmarks import bench_beir, bench_squad, run_bench, squad_corpus
 from rag.eval.runner import load_gold
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,11 +77,21 @@ def test_squad_corpus_dedups_paragraphs() -> None:
 
 
 @pytest.mark.parametrize("suite", ["beir", "squad"])
-def test_bench_skips_missing_data(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                  suite: str) -> None:
-    args = argparse.Namespace(suite=suite, data=str(tmp_path / "nowhere"), index=None,
-                              json_out=None, report=None, mode="hybrid", threads=None)
-    assert bench_main(args) == 0
+def test_bench_refuses_a_data_path_that_does_not_exist(tmp_path: Path, suite: str) -> None:
+    with pytest.raises(InputError, match="not found"):
+        run_bench(suite, tmp_path / "nowhere")  # type: ignore[arg-type]
+    assert list(tmp_path.iterdir()) == []
+    out = subprocess.run([sys.executable, "-m", "rag", "bench", suite, str(tmp_path / "nowhere")],
+                         check=False, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1 and "not found" in out.stderr
+
+
+@pytest.mark.parametrize("suite", ["beir", "squad"])
+def test_bench_skips_when_the_default_data_is_absent(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        suite: str) -> None:
+    monkeypatch.chdir(tmp_path)  # ../shared/datasets is not beside this folder
+    assert run_bench(suite) is None  # type: ignore[arg-type]
     assert "skipped:" in capsys.readouterr().out
     assert list(tmp_path.iterdir()) == []
 

@@ -21,6 +21,7 @@ from rag.index.lexical import tokenize
 from rag.ingest.articles import is_dateline
 from rag.ingest.sentences import split_sentences
 from rag.results import Hit
+from rag.retrieve.sentences import SentenceVectors, sentence_matrix
 
 # Weights of the sentence score; see eval/ for how they were measured.
 W_DENSE, W_COVER, W_TYPE, W_RANK = 0.45, 0.40, 0.10, 0.05
@@ -139,8 +140,10 @@ def candidates(hits: Sequence[Hit], limit: int = MAX_CANDIDATES) -> list[tuple[H
 
 
 def score_sentences(question: str, hits: Sequence[Hit], embedder: Embedder,
-                    qvec: np.ndarray | None = None) -> list[Scored]:
-    """Every candidate sentence with its score, best first."""
+                    qvec: np.ndarray | None = None, stored: SentenceVectors | None = None
+                    ) -> list[Scored]:
+    """Every candidate sentence with its score, best first. Sentence vectors come from
+    `stored` (the index) where it has them: then an answer embeds only its question."""
     cands = candidates(hits)
     if not cands:
         return []
@@ -168,7 +171,8 @@ def score_sentences(question: str, hits: Sequence[Hit], embedder: Embedder,
         qvec = embedder.embed([question])[0]
     # The first ~60 word pieces carry a sentence's gist; padding a batch to its longest
     # sentence is what costs.
-    dense = embedder.embed([r[3][:SENTENCE_CHARS] for r in rows]) @ qvec
+    dense = sentence_matrix([(r[0].article_id, r[1], r[2]) for r in rows], [r[3] for r in rows],
+                            embedder.embed, hits, stored, SENTENCE_CHARS) @ qvec
     out = []
     for (h, a, b, text, cover, prior, typ, extra), d in zip(rows, dense):
         score = W_DENSE * float(d) + W_COVER * cover + W_TYPE * typ + W_RANK * prior + extra

@@ -13,14 +13,13 @@ exits 0.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from rag.errors import InputError
 from rag.eval.metrics import ndcg_at_k, percentile, recall_at_k, reciprocal_rank
@@ -34,6 +33,7 @@ from rag.eval.runner import (
     table,
     write_outputs,
 )
+from rag.options import SEARCH_MODES, SearchMode
 
 if TYPE_CHECKING:
     from rag.index.facade import Index
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 BEIR_FILES = ("corpus.jsonl", "queries.jsonl", "qrels/test.tsv")
 DOCS = 100  # distinct documents ranked per query (Recall@100)
-MODES = ("dense", "lexical", "hybrid")
+Suite = Literal["beir", "squad"]
 # Published SciFact nDCG@10 figures (see ../shared/README.md), for the report.
 PUBLISHED = (
     ("BM25 (BEIR paper)", 0.665),
@@ -135,7 +135,7 @@ def bench_beir(data: str | os.PathLike[str], index_dir: str | os.PathLike[str], 
     result["index_seconds"] = round(seconds, 3)
     if ablate:
         result["ablations"] = {
-            m: result if m == mode else _beir_scores(idx, queries, qrels, m) for m in MODES}
+            m: result if m == mode else _beir_scores(idx, queries, qrels, m) for m in SEARCH_MODES}
         result["ablations"] = {m: {k: v for k, v in row.items() if k in
                                    ("ndcg@10", "recall@100", "mrr@10")}
                                for m, row in result["ablations"].items()}
@@ -239,33 +239,47 @@ def _missing(suite: str, data: Path) -> str | None:
     return next((str(data / f) for f in BEIR_FILES if not (data / f).is_file()), None)
 
 
-def main(args: argparse.Namespace) -> int:
-    """`rag bench beir|squad DATA [--index DIR] [--json OUT] [--report DIR] [--mode M]`."""
-    import sys
+# Where a development checkout has the public benchmarks (beside the repo, never in it).
+DEFAULT_DATA = {"beir": Path("../shared/datasets/scifact"),
+                "squad": Path("../shared/datasets/squad2-500/qa.jsonl")}
 
-    data = Path(args.data)
-    missing = _missing(args.suite, data)
+
+def run_bench(suite: Suite, data: str | os.PathLike[str] | None = None, *,
+              index: str | os.PathLike[str] | None = None,
+              json_out: str | os.PathLike[str] | None = None,
+              report: str | os.PathLike[str] | None = None, mode: SearchMode = "hybrid",
+              threads: int | None = None, progress: bool = False) -> dict[str, Any] | None:
+    """Run a public benchmark, print its table and write its JSON/report; the figures.
+
+    `data` left out means the development checkout's copy in ../shared: absent there, the
+    benchmark is skipped with a message (None). A `data` path given that does not exist
+    is an `InputError`.
+    """
+    path = Path(data) if data is not None else DEFAULT_DATA[suite]
+    missing = _missing(suite, path)
+    if missing and data is not None:
+        raise InputError(f"{missing} not found; give the {suite} data's path "
+                         f"({'a BEIR folder' if suite == 'beir' else 'a SQuAD qa.jsonl'})")
     if missing:
         print(f"skipped: {missing} not found (the public benchmarks are read from "
               "../shared/datasets/, which only a development checkout has)")
-        return 0
-    index_dir = args.index or default_index_dir(f"bench-{args.suite}", data)
-    progress = sys.stderr.isatty()
+        return None
+    index_dir = index or default_index_dir(f"bench-{suite}", path)
     print(f"index {index_dir}")
-    if args.suite == "beir":
-        result = bench_beir(data, index_dir, mode=args.mode, ablate=bool(args.report),
-                            threads=args.threads, progress=progress)
+    if suite == "beir":
+        result = bench_beir(path, index_dir, mode=mode, ablate=bool(report), threads=threads,
+                            progress=progress)
         print(_beir_table(result))
-        write_outputs(result, args.json_out, args.report, f"rag bench beir: {data.name}",
+        write_outputs(result, json_out, report, f"rag bench beir: {path.name}",
                       _beir_notes(result))
-        return 0
-    if args.mode != "hybrid":
+        return result
+    if mode != "hybrid":
         print("note: --mode applies to beir; squad answers use the chat's hybrid search "
               "(the report's ablations compare the modes)")
-    result = bench_squad(data, index_dir, ablate=bool(args.report), threads=args.threads,
+    result = bench_squad(path, index_dir, ablate=bool(report), threads=threads,
                          progress=progress)
     print(f"{result['dataset']}: {result['n_paragraphs']} paragraphs")
     print(summary_table(result))
-    write_outputs(result, args.json_out, args.report, f"rag bench squad: {result['dataset']}",
+    write_outputs(result, json_out, report, f"rag bench squad: {result['dataset']}",
                   notes(result) + " Each question's source is its own paragraph.")
-    return 0
+    return result

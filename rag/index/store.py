@@ -21,6 +21,12 @@ from rag.errors import IndexCorruptError, IndexWriteError
 from rag.faults import checkpoint
 from rag.ingest.articles import Article
 from rag.ingest.chunking import Chunk
+from rag.retrieve.sentences import SentenceBlock
+
+# An article with its chunks and their vectors, and optionally each chunk's sentence
+# vectors (`rag.retrieve.sentences`; None where not embedded).
+Upsert = (tuple[Article, Sequence[Chunk], np.ndarray]
+          | tuple[Article, Sequence[Chunk], np.ndarray, Sequence[SentenceBlock | None]])
 
 FORMAT = 1
 
@@ -39,6 +45,10 @@ CREATE TABLE IF NOT EXISTS chunks (
     vector BLOB NOT NULL, deleted INTEGER
 );
 CREATE INDEX IF NOT EXISTS chunks_article ON chunks(article_id);
+CREATE TABLE IF NOT EXISTS sentences (
+    chunk_id INTEGER PRIMARY KEY, spans BLOB NOT NULL, codes BLOB NOT NULL,
+    scales BLOB NOT NULL
+);
 """
 
 
@@ -200,6 +210,25 @@ class Store:
                 out[n] = np.frombuffer(got[int(cid)], dtype=np.float32)
         return out
 
+    def sentence_blocks(self, chunk_id: int, start: int, end: int, dim: int
+                        ) -> list[SentenceBlock]:
+        """Stored sentences of the chunks overlapping `start:end` in `chunk_id`'s article,
+        from the same version of it (chunks tombstoned together share `deleted`)."""
+        try:
+            chars = self.db.execute(
+                "SELECT value FROM meta WHERE key='sentence_chars'").fetchone()
+            if chars is None:
+                return []
+            rows = self.db.execute(
+                "SELECT s.spans, s.codes, s.scales FROM chunks me JOIN chunks c "
+                "ON c.article_id=me.article_id AND c.deleted IS me.deleted "
+                "JOIN sentences s ON s.chunk_id=c.id "
+                "WHERE me.id=? AND c.start < ? AND c.\"end\" > ?",
+                (int(chunk_id), int(end), int(start))).fetchall()
+        except sqlite3.OperationalError:  # written before sentence vectors (read-only copy)
+            return []
+        return [SentenceBlock.from_row(a, b, c, dim, int(chars[0])) for a, b, c in rows]
+
     def iter_live_vectors(self, batch: int = 10_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(ids, vectors) of live chunks in id order, in batches, for FAISS (no texts)."""
         last = -1
@@ -263,7 +292,7 @@ class Store:
 
     def apply(
         self,
-        upserts: Iterable[tuple[Article, Sequence[Chunk], np.ndarray]],
+        upserts: Iterable[Upsert],
         removals: Iterable[str],
     ) -> tuple[int, list[int], list[int]]:
         """One transaction: replace/insert articles with their chunks, tombstone removals.
@@ -274,6 +303,8 @@ class Store:
             with self.db:
                 version = self.version + 1
                 # Purge what earlier writes tombstoned: readers have had a version to move on.
+                self.db.execute("DELETE FROM sentences WHERE chunk_id IN (SELECT id FROM chunks "
+                                "WHERE deleted IS NOT NULL AND deleted < ?)", (version,))
                 self.db.execute("DELETE FROM chunks WHERE deleted IS NOT NULL AND deleted < ?",
                                 (version,))
                 self.db.execute("DELETE FROM articles WHERE deleted IS NOT NULL AND deleted < ?",
@@ -283,7 +314,9 @@ class Store:
                 changed = False
                 # Upserts first: they may be produced lazily (embedded as they are consumed),
                 # so a whole folder never sits in memory; removals may depend on what they saw.
-                for art, chunks, vecs in upserts:
+                for item in upserts:
+                    art, chunks, vecs = item[0], item[1], item[2]
+                    sents = item[3] if len(item) == 4 else [None] * len(chunks)
                     changed = True
                     gone += self._tombstone_chunks(art.id, version)
                     self.db.execute(
@@ -291,7 +324,7 @@ class Store:
                         (art.id, art.title, art.text, art.published, art.source, art.url,
                          art.path, art.author, art.content_hash),
                     )
-                    for ch, vec in zip(chunks, vecs):
+                    for ch, vec, block in zip(chunks, vecs, sents):
                         cur = self.db.execute(
                             "INSERT INTO chunks (article_id, ord, start, \"end\", text, vector) "
                             "VALUES (?,?,?,?,?,?)",
@@ -299,6 +332,8 @@ class Store:
                              np.ascontiguousarray(vec, dtype=np.float32).tobytes()),
                         )
                         added.append(int(cur.lastrowid or 0))
+                        if block is not None:
+                            self._put_sentences(added[-1], block)
                 for article_id in removals:
                     changed = True
                     gone += self._tombstone_chunks(article_id, version)
@@ -315,6 +350,12 @@ class Store:
                 "writable, then run the same command again (the previous index is intact)"
             ) from e
         return version, added, gone
+
+    def _put_sentences(self, chunk_id: int, block: SentenceBlock) -> None:
+        # One sentence length per index: the first write records it, later ones keep it.
+        self.db.execute("INSERT OR IGNORE INTO meta VALUES ('sentence_chars', ?)",
+                        (str(block.chars),))
+        self.db.execute("INSERT INTO sentences VALUES (?,?,?,?)", (chunk_id, *block.to_row()))
 
     def _tombstone_chunks(self, article_id: str, version: int) -> list[int]:
         ids = [r[0] for r in self.db.execute(
