@@ -114,10 +114,13 @@ class VectorCache:
             return out
         try:
             for prec in precs:
-                todo = {cache_key(self.model, prec, texts[i]): i
-                        for i, got in enumerate(out) if got is None}
+                todo: dict[bytes, list[int]] = {}  # a text may come more than once
+                for i, got in enumerate(out):
+                    if got is None:
+                        todo.setdefault(cache_key(self.model, prec, texts[i]), []).append(i)
                 for key, vec in self._lookup(list(todo)):
-                    out[todo[key]] = (np.frombuffer(vec, dtype=np.float32), key)
+                    for i in todo[key]:
+                        out[i] = (np.frombuffer(vec, dtype=np.float32), key)
         except sqlite3.Error:
             self._broken()
             return [None] * len(texts)
@@ -200,12 +203,15 @@ def cached_embed(embedder: Any, texts: Sequence[str],
         if g is not None:
             out[i] = g[0]
     if missing:
-        todo = [texts[i] for i in missing]
+        todo = list(dict.fromkeys(texts[i] for i in missing))  # each text embedded once
         prec = precisions(embedder, len(todo))[0]  # decided before the call changes it
         vecs = np.asarray(embedder.embed(todo), dtype=np.float32)
-        for k, i in zip(cache.put(todo, vecs, prec), missing):
-            keys[i] = k
-        out[missing] = vecs
+        row = {t: n for n, t in enumerate(todo)}
+        put = cache.put(todo, vecs, prec)
+        for i in missing:
+            keys[i] = put[row[texts[i]]]
+            out[i] = vecs[row[texts[i]]]
+        return out, keys, len(todo)
     return out, keys, len(missing)
 
 

@@ -88,22 +88,21 @@ def is_under(path: str, root: Path) -> bool:
         return False
 
 
-def count_items(roots: Sequence[Path]) -> int:
-    """Articles to expect: one per file, one per line of a JSONL file (for the progress bar)."""
+def count_items(roots: Sequence[Path], *, follow_links: bool = False) -> int:
+    """Articles to expect: one per file, one per line of a JSONL file, one per skipped entry
+    (for the progress bar). Walks as `iter_articles` does, so nothing here can fail."""
+    from rag.ingest.articles import iter_files
+
     n = 0
-    for r in roots:
-        files = [r] if r.is_file() else [
-            f for f in r.rglob("*") if f.is_file()
-            and not any(part.startswith(".") for part in f.relative_to(r).parts)]
-        for f in files:
-            if f.suffix.lower() == ".jsonl":
-                try:
-                    with open(f, "rb") as fh:
-                        n += max(1, sum(1 for line in fh if line.strip()))
-                except OSError:
-                    n += 1
-            else:
+    for item in iter_files(roots, follow_links=follow_links):
+        if isinstance(item, tuple) and item[0].suffix.lower() == ".jsonl":
+            try:
+                with open(item[0], "rb") as fh:
+                    n += max(1, sum(1 for line in fh if line.strip()))
+            except OSError:
                 n += 1
+        else:
+            n += 1
     return n
 
 

@@ -357,6 +357,31 @@ class Store:
                         (str(block.chars),))
         self.db.execute("INSERT INTO sentences VALUES (?,?,?,?)", (chunk_id, *block.to_row()))
 
+    def rename_articles(self, pairs: dict[str, str]) -> dict[str, str]:
+        """Give live articles new ids in place, in one transaction: their chunks, vectors
+        and derived files stay as they are (nothing re-embedded). A new id already live is
+        left alone. Returns the renames done (old id -> new)."""
+        done: dict[str, str] = {}
+        try:
+            with self.db:
+                for old, new in pairs.items():
+                    if self.db.execute("SELECT 1 FROM articles WHERE id=? AND deleted IS NULL",
+                                       (new,)).fetchone():
+                        continue
+                    # A tombstone under the new id goes a write early (ids are unique).
+                    self.db.execute("DELETE FROM articles WHERE id=? AND deleted IS NOT NULL",
+                                    (new,))
+                    self.db.execute("UPDATE articles SET id=? WHERE id=?", (new, old))
+                    self.db.execute("UPDATE chunks SET article_id=? WHERE article_id=?",
+                                    (new, old))
+                    done[old] = new
+        except sqlite3.OperationalError as e:
+            raise IndexWriteError(
+                f"could not write {self.path} ({e}); free disk space or make the folder "
+                "writable, then run the same command again (the previous index is intact)"
+            ) from e
+        return done
+
     def _tombstone_chunks(self, article_id: str, version: int) -> list[int]:
         ids = [r[0] for r in self.db.execute(
             "SELECT id FROM chunks WHERE article_id=? AND deleted IS NULL", (article_id,))]

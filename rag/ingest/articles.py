@@ -14,7 +14,7 @@ import os
 import re
 import warnings
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -47,7 +47,7 @@ class Skipped:
 
     path: str
     reason: str
-    file: str = ""
+    file: str = field(default="", compare=False)  # where it was found, not what it is
 
     @property
     def source(self) -> str:

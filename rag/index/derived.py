@@ -1,0 +1,125 @@
+"""The derived search state (FAISS + BM25) of one store version, and bringing it up to date
+after a write. The store is the truth; these are caches of it, tagged with its version."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from rag.errors import IndexWriteError
+from rag.faults import checkpoint
+from rag.index.folder import fsync_file, modified_ns, read_manifest, write_json_atomic
+from rag.index.lexical import Lexical
+from rag.index.store import FORMAT, Store
+from rag.index.vectors import Vectors, choose_kind
+
+if TYPE_CHECKING:
+    from rag.index.facade import Index
+
+
+@dataclass
+class State:
+    version: int
+    vectors: Vectors
+    lexical: Lexical
+    manifest_mtime: int
+    behind: bool = False  # an older version, served while a writer finishes the newer one
+
+
+def persist(index: Index, state: State, store: Store | None = None) -> None:
+    """Write derived files for `state` under new names, then swap the manifest."""
+    if not isinstance(state.vectors, Vectors):  # partitions (rag.scale.shards)
+        from rag.scale import shards
+
+        return shards.persist(index, state, store)
+    vname, bname = f"vectors-{state.version}.faiss", f"bm25-{state.version}"
+    tmp_v, tmp_b = index.path / f".{vname}.tmp", index.path / f".{bname}.tmp"
+    try:
+        state.vectors.save(tmp_v)
+        fsync_file(tmp_v)
+        checkpoint("faiss_write")
+        if tmp_b.exists():
+            shutil.rmtree(tmp_b)
+        state.lexical.save(tmp_b)
+        checkpoint("bm25_write")
+        os.replace(tmp_v, index.path / vname)
+        if (index.path / bname).exists():
+            shutil.rmtree(index.path / bname)
+        os.replace(tmp_b, index.path / bname)
+        state.lexical.moved_to(index.path / bname)
+        articles, chunks = (store or index.store).counts()
+        write_json_atomic(index.path / "manifest.json", {
+            "format": FORMAT, "model": index.model, "dim": index.dim,
+            "chunking": asdict(index.chunking), "kind": state.vectors.kind,
+            "requested": index.requested,
+            "version": state.version, "vectors": vname, "bm25": bname,
+            "articles": articles, "chunks": chunks,
+        })
+    except OSError as e:
+        # Always after the store's commit: the new articles are in; only searches wait.
+        raise IndexWriteError(
+            f"could not write the search files in {index.path} ({e}). The articles are "
+            f"saved (store version {state.version}) and these files are rebuilt from the "
+            "store when the index is next opened; free disk space or fix permissions and "
+            "run the same command again to finish") from e
+    index.kind = state.vectors.kind
+    for old in index.path.iterdir():
+        # Also temporaries an interrupted write left behind (we hold the write lock).
+        if old.name.startswith(("vectors-", "bm25-", ".vectors-", ".bm25-")) and \
+                old.name not in (vname, bname):
+            shutil.rmtree(old) if old.is_dir() else old.unlink(missing_ok=True)
+
+
+def update_derived(index: Index, writer: Store, version: int, new_ids: list[int],
+                   gone_ids: list[int]) -> None:
+    """Bring FAISS/BM25 up to `version` (incrementally where possible) and persist.
+    New rows are read through `writer`: the shared reader connection may be inside
+    another thread's read, on the snapshot before the commit."""
+    import faiss
+
+    new, gone = np.array(new_ids, np.int64), np.array(gone_ids, np.int64)
+    with index._lock:
+        old = index._state
+        if old is None or old.version != version - 1:
+            # Not loaded here (`rag index FILE` never searches): start from the previous
+            # version's files rather than rebuilding (and retraining IVF) from scratch.
+            old = index._persisted(version - 1)
+        state: State | None = None
+        if old is not None and not isinstance(old.vectors, Vectors):
+            old = None  # sharded: the shards are re-derived from the store
+        if old is not None:
+            if old is index._state:  # searches may be using it: change a copy
+                vec = Vectors(faiss.clone_index(old.vectors.index), old.vectors.kind)
+                if old.vectors.kind == "ivf":
+                    vec.index.nprobe = old.vectors.index.nprobe
+            else:
+                vec = old.vectors
+            if vec.remove(gone):
+                vec.add(new, writer.vectors(list(new), index.dim))
+                if index.requested == "auto" and vec.kind == "flat" and \
+                        choose_kind("auto", vec.size) == "ivf":
+                    # Grown past exact search's range: train IVF now, once.
+                    vec = Vectors.build(index.dim, "auto", writer.iter_live_vectors(), vec.size)
+                lex = old.lexical.updated(new, writer.texts(list(new)), gone)
+                state = State(version, vec, lex, 0)
+        if state is None:
+            state = index._rebuild_state(version, writer)
+        persist(index, state, writer)
+        state.manifest_mtime = modified_ns(index.path / "manifest.json")
+        index._state = state
+
+
+def finish_derived(index: Index, writer: Store) -> None:
+    """An earlier run committed to the store but never wrote the derived files (killed,
+    disk full): finish its job now instead of rebuilding them on every load."""
+    if (read_manifest(index.path) or {}).get("version") == writer.version:
+        return
+    with index._lock:
+        state = index._rebuild_state(writer.version, writer)
+        persist(index, state, writer)
+        state.manifest_mtime = modified_ns(index.path / "manifest.json")
+        index._state = state

@@ -1,0 +1,150 @@
+"""`rag index --rebuild`: a new index built beside the old one, then swapped in whole.
+
+The rebuild holds the old folder's write lock from start to end, so no writer commits to
+an index about to be replaced. The new folder (`NAME.rebuild`) gets the articles asked
+for plus the app's uploads (with their files), and the vector cache moves along so a
+killed rebuild resumes. The swap is one atomic `renameat2(RENAME_EXCHANGE)` where the OS
+has it; elsewhere an intent file is written first and the two renames it names are
+completed by the next open, so every instant shows the old index or the new one.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rag.embed.cache import CACHE_FILE
+from rag.embed.embedder import Embedder
+from rag.faults import checkpoint
+from rag.index.folder import Progress, WriteLock, write_json_atomic
+from rag.index.writer import UPLOAD_NAMESPACE, IndexReport
+from rag.ingest.chunking import ChunkSpec
+
+if TYPE_CHECKING:
+    from rag.index.facade import Index
+
+_RENAME_EXCHANGE = 2  # linux/fs.h
+_AT_FDCWD = -100
+
+
+def staging(target: Path) -> Path:
+    return target.with_name(target.name + ".rebuild")
+
+
+def _intent(target: Path) -> Path:
+    return target.with_name(target.name + ".swap")
+
+
+def _old(target: Path) -> Path:
+    return target.with_name(target.name + ".old")
+
+
+def rebuild(paths: Iterable[str | os.PathLike[str]], target: Path, *,
+            embedder: Embedder | None, chunking: ChunkSpec | None, kind: str,
+            progress: Progress, follow_links: bool, lock_timeout: float,
+            ) -> tuple[Index, IndexReport]:
+    """Build `target` afresh from `paths` (and its uploads) and swap it in."""
+    from rag.index.facade import Index
+
+    paths = list(paths)
+    complete_swap(target)
+    if not (target / "store.sqlite").exists():  # nothing to replace: build in place
+        idx = Index.open(target, embedder=embedder, chunking=chunking, kind=kind)
+        return idx, idx.add(paths, progress=progress, follow_links=follow_links)
+    new_dir = staging(target)
+    with WriteLock(target, timeout=lock_timeout):
+        shutil.rmtree(new_dir, ignore_errors=True)  # a killed rebuild's leftovers
+        try:
+            report = _build(paths, target, new_dir, embedder=embedder, chunking=chunking,
+                            kind=kind, progress=progress, follow_links=follow_links)
+            swap(target, new_dir)
+        except BaseException:
+            if not _intent(target).exists():  # else the staged folder is the new index
+                shutil.rmtree(new_dir, ignore_errors=True)
+            raise
+        shutil.rmtree(new_dir, ignore_errors=True)  # the old index, after the exchange
+    return Index.open(target, embedder=embedder), report
+
+
+def _build(paths: list[str | os.PathLike[str]], target: Path, new_dir: Path, *,
+           embedder: Embedder | None, chunking: ChunkSpec | None, kind: str,
+           progress: Progress, follow_links: bool) -> IndexReport:
+    from rag.index.facade import Index
+
+    idx = Index.open(new_dir, embedder=embedder, chunking=chunking, kind=kind)
+    idx.cache_path = target / CACHE_FILE  # a killed rebuild's work is reused
+    try:
+        report = idx.add(paths, progress=progress, follow_links=follow_links)
+        uploads = target / "uploads"
+        if uploads.is_dir():
+            # Indexed where they will be after the swap, then copied along.
+            up = idx.add([uploads], progress=False, namespace=UPLOAD_NAMESPACE)
+            shutil.copytree(uploads, new_dir / "uploads")
+            report = IndexReport(
+                added=report.added + up.added, updated=report.updated, removed=0,
+                unchanged=report.unchanged, skipped=report.skipped + up.skipped,
+                chunks_added=report.chunks_added + up.chunks_added, articles=up.articles,
+                chunks=up.chunks, seconds=report.seconds + up.seconds,
+                embedded=report.embedded + up.embedded, reused=report.reused + up.reused)
+    finally:
+        idx.close()
+    for suffix in ("", "-wal", "-shm"):  # the cache goes with the index that uses it
+        src = target / (CACHE_FILE + suffix)
+        if src.exists():
+            os.replace(src, new_dir / (CACHE_FILE + suffix))
+    return report
+
+
+def swap(target: Path, new_dir: Path) -> None:
+    """Put `new_dir` at `target` (and the old index at `new_dir`) in one step, or record
+    the intent and do it in two (completed by the next open if killed between)."""
+    checkpoint("rebuild_swap")
+    if _exchange(new_dir, target):
+        return
+    write_json_atomic(_intent(target), {"new": new_dir.name, "old": _old(target).name})
+    complete_swap(target)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically exchange two paths (Linux renameat2); False where unsupported."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (38, 22, 95):  # ENOSYS, EINVAL, EOPNOTSUPP: this OS or filesystem cannot
+        return False
+    raise OSError(err, f"cannot swap {b} for its rebuilt copy: {os.strerror(err)}")
+
+
+def complete_swap_pending(target: Path) -> bool:
+    """Whether a rebuild left a swap for the next open to complete."""
+    return _intent(target).exists()
+
+
+def complete_swap(target: Path) -> None:
+    """Finish a two-step swap that a killed rebuild recorded; nothing if none is pending.
+    The intent is written only once the staged index is complete."""
+    intent = _intent(target)
+    if not intent.exists():
+        return
+    new_dir, old = staging(target), _old(target)
+    if new_dir.exists():
+        if target.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(target, old)
+        checkpoint("rebuild_swap_half")
+        os.replace(new_dir, target)
+    shutil.rmtree(old, ignore_errors=True)
+    intent.unlink(missing_ok=True)
+
+
+__all__ = ["complete_swap", "complete_swap_pending", "rebuild", "staging", "swap"]
