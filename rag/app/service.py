@@ -24,6 +24,7 @@ from rag.app.security import MAX_UPLOAD_BYTES, safe_name
 from rag.embed.embedder import Embedder
 from rag.errors import InputError, RagError
 from rag.index.facade import Index
+from rag.index.writer import UPLOAD_NAMESPACE
 from rag.ingest.articles import SUPPORTED_SUFFIXES
 from rag.ingest.dates import display_date
 from rag.options import ANSWER_MODES, AnswerMode, Filters
@@ -225,8 +226,6 @@ def _refusal(name: str, size: int, target: Path, root: Path, before: dict[str, A
         return f"too large ({size / 2**20:.1f} MB; limit {MAX_UPLOAD_BYTES // 2**20} MB)"
     if target.parent != root:
         return "not a usable file name"
-    if name in before and not _inside(before[name].path, root):
-        return "an article from the corpus folder has this file name; rename the file"
     if target in saved:
         return "another file in this upload has the same name"
     return None
@@ -259,12 +258,11 @@ def _index_uploads(idx: Index, saved: dict[Path, tuple[str, bool]],
                    ) -> list[tuple[str, str]]:
     """Index the saved files; one report row each. A new file that held no article is
     deleted again (an existing one that failed keeps its earlier articles)."""
-    report = idx.add(list(saved), progress=progress or False)
+    # Uploads have their own ids ("upload:NAME"): they never replace a corpus article.
+    report = idx.add(list(saved), progress=progress or False, namespace=UPLOAD_NAMESPACE)
     reasons: dict[Path, list[str]] = {}
-    for sk in report.skipped:  # JSONL lines come as "path:line"
-        p = Path(sk.path)
-        key = p if p.resolve() in saved else Path(sk.path.rsplit(":", 1)[0])
-        reasons.setdefault(key.resolve(), []).append(sk.reason)
+    for sk in report.skipped:  # a JSONL line's skip names its file in `source`
+        reasons.setdefault(Path(sk.source).resolve(), []).append(sk.reason)
     after = _by_path(idx.articles())
     rows = []
     for target, (name, fresh) in saved.items():

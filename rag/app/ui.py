@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from rag.app.security import (
     MAX_UPLOAD_BYTES,
@@ -35,8 +36,9 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    default=int(os.environ.get("GRADIO_SERVER_PORT", str(DEFAULT_PORT))))
     p.add_argument("--index", default=os.environ.get("RAG_INDEX", "index"),
                    help="index folder (default: index/)")
-    p.add_argument("--corpus", default="seeds",
-                   help="articles indexed on start (default: seeds)")
+    p.add_argument("--corpus", default=None,
+                   help="articles indexed on start (default: seeds/, into the default "
+                        "index/ folder only)")
     p.add_argument("--allow-remote", action="store_true",
                    help="allow a non-local --host without auth (anyone on the network can "
                         "read and change your index)")
@@ -45,8 +47,16 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def serve_from_args(args: argparse.Namespace) -> None:
     """`serve()` with the flags `add_serve_arguments` declared."""
-    serve(host=args.host, port=args.port, index=args.index, corpus=args.corpus,
-          allow_remote=args.allow_remote)
+    serve(host=args.host, port=args.port, index=args.index,
+          corpus=startup_corpus(args.index, args.corpus), allow_remote=args.allow_remote)
+
+
+def startup_corpus(index: str | os.PathLike[str], corpus: str | None) -> str | None:
+    """The folder indexed on start: `--corpus` if given; else the repo's seeds, but only
+    into the default index/ folder: a user's own index never gets the seed articles."""
+    if corpus is not None:
+        return corpus
+    return "seeds" if Path(index) == Path("index") else None
 
 
 def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT,
