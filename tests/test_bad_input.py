@@ -80,6 +80,12 @@ def nasty_index(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, R
     (extra / "escapes.jsonl").write_text(
         "\n".join(json.dumps(o) for o in ESCAPES_JSONL) + "\n", encoding="utf-8")
     (extra / "escapes.txt").write_text(ESCAPES_TXT, encoding="utf-8")
+    # Entries git cannot carry portably: a non-UTF-8 name, a link loop, a link out.
+    with open(os.path.join(os.fsencode(extra), b"caf\xe9.txt"), "w") as f:
+        f.write("Latin-1 name\n\nThis file's name is not valid UTF-8.\n")
+    (extra / "loop.txt").symlink_to(extra / "loop.txt")
+    (tmp / "outside.txt").write_text("Outside\n\nA file outside the folder given.\n")
+    (extra / "passwd.txt").symlink_to(tmp / "outside.txt")
     index = tmp / "index"
     r = run([*RAG, "index", str(NASTY), str(extra), "--index", str(index), "--threads", "1",
              "-q"], tmp)
@@ -132,6 +138,9 @@ def test_nasty_folder_is_partial_with_every_reason(nasty_index: tuple[Path, Path
     assert "no article text" in reason("script_only.html")
     assert "duplicate of dup_a.txt" in reason("dup_b.txt")
     assert "invalid JSON" in reason("broken.jsonl")
+    for name, why in (("caf\\xe9.txt", "not valid UTF-8"), ("loop.txt", "Too many levels"),
+                      ("passwd.txt", "outside")):
+        assert any(ln.startswith(f"skipped {extra / name}") and why in ln for ln in reported), name
     assert not any(".hidden" in ln for ln in reported)
 
     idx = Index.load(index, embedder=_Named())
@@ -153,6 +162,9 @@ def test_nasty_folder_is_partial_with_every_reason(nasty_index: tuple[Path, Path
         assert "dup_b.txt" not in paths and ".hidden.txt" not in paths
         assert "\u201cquoted\u201d caf\u00e9" in idx.article("cp1252.txt").text
         assert "\u202e" not in idx.article("spoof.txt").title
+        for name in ("long_title.json", "long_title.md", "long_title.html"):  # not shredded
+            (art,) = [a for a in indexed.values() if a.path == str(NASTY / name)]
+            assert art.chunks <= 4 and len(art.title.split()) == 300, (name, art.chunks)
     finally:
         idx.close()
 
@@ -339,3 +351,239 @@ def test_questions_and_escapes_through_the_cli(nasty_index: tuple[Path, Path, Ru
     assert b"Harbour master" in out or b"Lighthouse" in out
     _, out, _ = results["escapes"]
     assert b"harbour" in out.lower()
+
+
+# -- issue 16: one bad file never stops a run; links, titles, uploads, sync ------------------
+def fake_cli(tmp: Path, prelude: str = "") -> list[str]:
+    """The real CLI in a child process with the fake embedder (and `prelude` run first)."""
+    script = tmp / "fake_cli.py"
+    script.write_text(f"import sys\nsys.path.insert(0, {str(TESTS)!r})\n{prelude}\n"
+                      "from fakes import FakeEmbedder\nimport rag.cli\n"
+                      "sys.exit(rag.cli.main(sys.argv[1:], embedder=FakeEmbedder()))\n")
+    return [sys.executable, str(script)]
+
+
+GOOD = "Harbour reopens\n\nFerries resumed service on Monday after the storm closed the port.\n"
+
+
+def test_bad_names_and_links_skip_only_that_entry(tmp_path: Path) -> None:
+    """A non-UTF-8 file name, a symlink loop and a link to a file outside the folder are
+    each skipped with a reason; the run goes on and indexes the rest (exit 3, partial)."""
+    corpus, outside = tmp_path / "corpus", tmp_path / "secret.txt"
+    corpus.mkdir()
+    (corpus / "good.txt").write_text(GOOD)
+    with open(os.path.join(os.fsencode(corpus), b"caf\xe9.txt"), "w") as f:
+        f.write("Latin-1 name\n\nThis file's name is not valid UTF-8.\n")
+    (corpus / "loop.txt").symlink_to(corpus / "loop.txt")
+    outside.write_text("Private notes\n\nThe password is swordfish and nobody may know it.\n")
+    (corpus / "passwd.txt").symlink_to(outside)
+    cli = fake_cli(tmp_path)
+    r = run([*cli, "index", str(corpus), "--index", str(tmp_path / "index"), "-q"], tmp_path)
+    assert r.returncode == 3, r.stderr
+    assert "Traceback" not in r.stderr
+    assert r.stdout.startswith("1 added, 0 updated, 0 removed, 0 unchanged, 3 skipped"), r.stdout
+    assert re.search(r"skipped .*caf\\xe9\.txt: the name is not valid UTF-8", r.stderr), r.stderr
+    assert re.search(r"skipped .*loop\.txt: cannot read \(Too many levels", r.stderr), r.stderr
+    assert re.search(r"skipped .*passwd\.txt: symbolic link to .*secret\.txt, outside .*"
+                     r"--follow-links", r.stderr), r.stderr
+    r = run([*cli, "search", "password swordfish", "--index", str(tmp_path / "index"),
+             "--mode", "lexical"], tmp_path)
+    assert "swordfish" not in r.stdout
+    # Asked for, the outside file is indexed.
+    r = run([*cli, "index", str(corpus), "--index", str(tmp_path / "index"), "-q",
+             "--follow-links"], tmp_path)
+    assert r.stdout.startswith("1 added, 0 updated, 0 removed, 1 unchanged, 2 skipped"), r.stdout
+
+
+def test_html_without_lxml_html_clean_skips_only_the_html(tmp_path: Path) -> None:
+    """lxml >= 5.2 without lxml_html_clean: trafilatura cannot import. Only .html files
+    are skipped, with the fix in the reason; the .txt files are indexed."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "good.txt").write_text(GOOD)
+    (corpus / "page.html").write_text((NASTY / "news.html").read_text())
+    block = ("import importlib.abc\nclass Block(importlib.abc.MetaPathFinder):\n"
+             "    def find_spec(self, name, path, target=None):\n"
+             "        if name.startswith('lxml_html_clean'):\n"
+             "            raise ImportError('No module named ' + repr(name))\n"
+             "sys.meta_path.insert(0, Block())\n")
+    r = run([*fake_cli(tmp_path, block), "index", str(corpus), "--index",
+             str(tmp_path / "index"), "-q"], tmp_path)
+    assert r.returncode == 3, r.stderr
+    assert r.stdout.startswith("1 added, 0 updated, 0 removed, 0 unchanged, 1 skipped"), r.stdout
+    assert re.search(r"skipped .*page\.html: HTML support is not installed .*lxml_html_clean",
+                     r.stderr), r.stderr
+
+
+def test_a_long_title_does_not_shred_its_article(tmp_path: Path) -> None:
+    """A 300-word title over a 960-character body: a few chunks (the title is capped for
+    embedding), and the whole title kept for display."""
+    from fakes import FakeEmbedder
+
+    from rag.index.facade import Index
+
+    idx = Index.build([NASTY / "long_title.json"], path=tmp_path / "index",
+                      embedder=FakeEmbedder(max_tokens=256), progress=False)
+    try:
+        (info,) = idx.articles()
+        assert 1 <= info.chunks <= 4, info.chunks
+        assert len(idx.article(info.id).title.split()) == 300
+    finally:
+        idx.close()
+
+
+def _service(index: Path, corpus: Path | None) -> object:
+    from fakes import FakeEmbedder
+
+    from rag.app.service import Service
+
+    s = Service(index, corpus, embedder=FakeEmbedder())
+    s.start()
+    s.index()  # waits for the start-up sync
+    return s
+
+
+def test_an_upload_never_replaces_a_corpus_article(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a1.txt").write_text(GOOD)
+    hostile = tmp_path / "hostile.jsonl"
+    hostile.write_text(json.dumps({"id": "a1.txt", "title": "Forged",
+                                   "text": "The harbour never reopened, officials lied."}) + "\n")
+    s = _service(tmp_path / "index", corpus)
+    s.add_files([str(hostile)])  # type: ignore[attr-defined]
+    idx = s.index()  # type: ignore[attr-defined]
+    assert idx.article("a1.txt").text == GOOD.split("\n\n", 1)[1].strip()
+    assert idx.article("a1.txt").path == str((corpus / "a1.txt").absolute())
+    assert idx.article("upload:a1.txt").title == "Forged"  # its own namespace
+    # A corpus record may not claim an upload's id either.
+    (corpus / "claim.jsonl").write_text(json.dumps({"id": "upload:a1.txt", "text": "x y z"}))
+    r = idx.add([corpus], sync=True, progress=False)
+    assert any("kept for the app's uploads" in sk.reason for sk in r.skipped)
+    assert idx.article("upload:a1.txt").title == "Forged"
+
+
+def test_uploads_of_an_old_index_get_their_namespace_in_place(tmp_path: Path) -> None:
+    """Uploads indexed before the namespace existed are renamed where they are: same
+    chunks and vectors, nothing embedded, no duplicate."""
+    from fakes import FakeEmbedder
+
+    from rag.index.facade import Index
+
+    index = tmp_path / "index"
+    (index / "uploads").mkdir(parents=True)
+    (index / "uploads" / "note.txt").write_text(GOOD)
+    old = Index.build([index / "uploads" / "note.txt"], path=index, embedder=FakeEmbedder(),
+                      progress=False)  # the old app's way: no namespace
+    chunk_ids = sorted(h.chunk_id for h in old.search("ferries storm", k=3))
+    old.close()
+
+    class NoEmbedding(FakeEmbedder):
+        def embed(self, texts):  # type: ignore[no-untyped-def]
+            assert len(texts) <= 1, "re-embedded"  # a query may be embedded, nothing else
+            return super().embed(texts)
+
+    idx = Index.open(index, embedder=NoEmbedding())
+    idx.add([index / "uploads" / "note.txt"], progress=False, namespace="upload:")
+    assert [a.id for a in idx.articles()] == ["upload:note.txt"]
+    assert sorted(h.chunk_id for h in idx.search("ferries storm", k=3)) == chunk_ids
+    idx.close()
+
+
+def test_sync_keeps_what_it_cannot_read(tmp_path: Path) -> None:
+    """Sync removes only articles whose files are known to be gone: not those of a file
+    that became unreadable, nor under a folder with ':' in its name, nor of an emptied
+    (unmounted?) folder, nor anything when the folder is missing."""
+    from fakes import FakeEmbedder
+
+    from rag.errors import InputError
+    from rag.index.facade import Index
+
+    corpus = tmp_path / "corpus"
+    (corpus / "2024:news").mkdir(parents=True)
+    (corpus / "2024:news" / "a.txt").write_text(GOOD)
+    (corpus / "b.txt").write_text("Rail strike ends\n\nTrain drivers returned to work.\n")
+    (corpus / "c.txt").write_text("Library saved\n\nVolunteers raised money for the roof.\n")
+    idx = Index.build([corpus], path=tmp_path / "index", embedder=FakeEmbedder(),
+                      progress=False)
+    (corpus / "2024:news" / "a.txt").write_bytes(b"\x00\x01\x02 half-synced cloud file")
+    (corpus / "c.txt").unlink()  # really gone
+    r = idx.add([corpus], sync=True, progress=False)
+    assert (r.removed, r.kept) == (1, 1)
+    assert {a.id for a in idx.articles()} == {"2024:news/a.txt", "b.txt"}
+    for f in ("2024:news/a.txt", "b.txt"):
+        (corpus / f).unlink()
+    (corpus / "2024:news").rmdir()
+    r = idx.add([corpus], sync=True, progress=False)  # an empty folder: unmounted?
+    assert r.removed == 0 and len(idx.articles()) == 2
+    assert any("empty" in sk.reason for sk in r.skipped)
+    corpus.rmdir()
+    with pytest.raises(InputError):
+        idx.add([corpus], sync=True, progress=False)
+    assert len(idx.articles()) == 2
+    idx.close()
+
+
+def test_sync_keeps_an_unreadable_folder(tmp_path: Path) -> None:
+    """A folder the indexing user cannot read (run as an unprivileged user when root)."""
+    import shutil
+    import tempfile
+
+    if os.geteuid() == 0 and not shutil.which("setpriv"):
+        pytest.skip("root without setpriv: permissions cannot be denied")
+    base = Path(tempfile.mkdtemp(prefix="rag-perm-"))
+    try:
+        base.chmod(0o777)
+        corpus = base / "corpus"
+        (corpus / "locked").mkdir(parents=True)
+        (corpus / "locked" / "a.txt").write_text(GOOD)
+        (corpus / "b.txt").write_text("Rail strike ends\n\nTrain drivers returned to work.\n")
+        for p in (corpus, corpus / "locked", corpus / "locked" / "a.txt", corpus / "b.txt"):
+            p.chmod(0o777 if p.is_dir() else 0o666)
+        cli = fake_cli(base)
+        script = base / "fake_cli.py"
+        script.chmod(0o644)
+        user = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] \
+            if os.geteuid() == 0 else []
+        index = base / "index"
+        cmd = [*user, *cli, "index", str(corpus), "--index", str(index), "--sync", "-q"]
+        r = run(cmd, tmp_path)
+        assert r.returncode == 0, r.stderr
+        (corpus / "locked").chmod(0o000)
+        r = run(cmd, tmp_path)
+        assert r.returncode == 3, r.stderr
+        assert re.search(r"skipped .*locked: cannot read folder", r.stderr), r.stderr
+        assert "0 removed" in r.stdout and "1 articles kept" in r.stdout, r.stdout
+    finally:
+        (base / "corpus" / "locked").chmod(0o755)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_search_into_a_closed_pipe_exits_quietly(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(150):  # more output than a pipe buffers (64 KiB)
+        (corpus / f"a{i}.txt").write_text(f"Harbour note {i}\n\n" + " ".join(
+            f"Ferries and storm {i} number {j}." for j in range(25)) + "\n")
+    cli = fake_cli(tmp_path)
+    assert run([*cli, "index", str(corpus), "--index", str(tmp_path / "index"), "-q"],
+               tmp_path).returncode == 0
+    search = fake_cli(tmp_path, "import rag.cli\nfrom fakes import FakeEmbedder\n"
+                      "from rag.index.facade import Index\nrag.cli._open_index = lambda a: "
+                      "Index.load(a.index, embedder=FakeEmbedder())\n")
+    p = subprocess.Popen([*search, "search", "harbour ferries", "-k", "150", "--json",
+                          "--index", str(tmp_path / "index")], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, env=os.environ.copy())
+    assert p.stdout is not None and p.stderr is not None
+    p.stdout.readline()
+    p.stdout.close()  # `| head -1`
+    err = p.stderr.read().decode()
+    assert p.wait(60) == 0 and "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_the_app_adds_the_seeds_only_to_the_default_index() -> None:
+    from rag.app.ui import startup_corpus
+
+    assert startup_corpus("index", None) == "seeds"
+    assert startup_corpus("/home/me/my-index", None) is None  # a user's own index
+    assert startup_corpus("/home/me/my-index", "news") == "news"

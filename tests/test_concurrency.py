@@ -417,3 +417,60 @@ def test_a_reader_opened_mid_write_serves_the_previous_version_without_rebuildin
         reader.close()
     finally:
         writer.kill()
+
+
+# -- a rebuild is a writer like any other (issue 16) ---------------------------------------
+def harbour_corpus(folder: Path, n: int, tag: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        (folder / f"{tag}{i:03d}.txt").write_text(article(
+            f"Harbour note {tag} {i}", "harbour ferries storm quay cranes moorings", 2 + i % 3,
+            tag=f"{tag}{i}. "))
+    return folder
+
+
+def test_a_rebuild_waits_for_a_writer_and_a_writer_for_a_rebuild(tmp_path: Path,
+                                                                  driver: list[str]) -> None:
+    """A writer adding 150 articles and a --rebuild of 10, run together: one after the
+    other in either order, never interleaved (store, FAISS and BM25 agree)."""
+    big, small = harbour_corpus(tmp_path / "big", 150, "b"), harbour_corpus(tmp_path / "small",
+                                                                            10, "s")
+    index = tmp_path / "index"
+    seed = harbour_corpus(tmp_path / "seed", 5, "x")
+    Index.build([seed], path=index, embedder=FakeEmbedder(), progress=False).close()
+    writer = [*driver, "index", str(big), "--index", str(index), "-q"]
+    rebuild = [*driver, "index", str(small), "--index", str(index), "--rebuild", "-q"]
+
+    first = start_paused(writer, wait=3)  # holds the lock while "embedding"
+    second = subprocess.run(rebuild, capture_output=True, text=True, env=child_env(), timeout=120)
+    out, err = first.communicate(timeout=60)
+    assert first.returncode == 0 and second.returncode == 0, (err, second.stderr)
+    assert holdings(index) == reference(small, tmp_path / "ref-small")  # rebuild came last
+
+    first = start_paused(rebuild, wait=3)
+    second = subprocess.run(writer, capture_output=True, text=True, env=child_env(), timeout=120)
+    out, err = first.communicate(timeout=60)
+    assert first.returncode == 0 and second.returncode == 0, (err, second.stderr)
+    both = tmp_path / "both"
+    Index.build([small, big], path=both, embedder=FakeEmbedder(), progress=False).close()
+    assert holdings(index) == holdings(both)  # the writer waited, then wrote into the new one
+
+
+def test_readers_see_the_old_or_the_new_index_during_a_rebuild(tmp_path: Path,
+                                                               driver: list[str]) -> None:
+    old, new = harbour_corpus(tmp_path / "old", 12, "o"), harbour_corpus(tmp_path / "new", 7, "n")
+    index = tmp_path / "index"
+    Index.build([old], path=index, embedder=FakeEmbedder(), progress=False).close()
+    cmd = [*driver, "index", str(new), "--index", str(index), "--rebuild", "-q"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=child_env())
+    seen = set()
+    while proc.poll() is None or not seen:
+        idx = Index.load(index, embedder=FakeEmbedder())  # never IndexNotFoundError
+        try:
+            seen.add(len(idx.articles()))
+        finally:
+            idx.close()
+    assert proc.wait() == 0, proc.stderr.read() if proc.stderr else ""
+    assert seen <= {12, 7}, seen
+    assert not (tmp_path / "index.rebuild").exists()

@@ -30,6 +30,7 @@ import pytest
 from conftest import child_env
 from fakes import FakeEmbedder
 
+from rag.embed.cache import CACHE_FILE
 from rag.embed.embedder import DEFAULT_MODEL
 from rag.errors import IndexWriteError
 from rag.faults import POINTS
@@ -194,7 +195,9 @@ def assert_clean(index: Path) -> None:
     db = connect_ro(index)
     version = int(db.execute("SELECT value FROM meta WHERE key='version'").fetchone()[0])
     db.close()
-    names = {p.name for p in index.iterdir()} - {"store.sqlite-wal", "store.sqlite-shm"}
+    # The vector cache is not part of the index's state (never a source of truth).
+    names = {p.name for p in index.iterdir()} - {
+        "store.sqlite-wal", "store.sqlite-shm", CACHE_FILE, f"{CACHE_FILE}-wal", f"{CACHE_FILE}-shm"}
     assert names == {"store.sqlite", "manifest.json", ".write.lock", f"vectors-{version}.faiss",
                      f"bm25-{version}"}, names
 
@@ -595,3 +598,189 @@ def test_update_in_a_fresh_process_starts_from_the_previous_files(
     monkeypatch.undo()
     assert_clean(index)
     assert check_loadable(index, FakeEmbedder()) == refs["new"]
+
+
+# -- issue 16: rebuild under the lock, atomic swaps, true messages, resumable indexing -------
+_DRIVER = """\
+import os, signal, sys
+sys.path.insert(0, {tests!r})
+from fakes import FakeEmbedder
+import rag.cli
+import rag.index.rebuild
+
+class Counting(FakeEmbedder):
+    \"\"\"Logs the texts of each call; kill -9s its own process at call RAG_TEST_KILL_AT.\"\"\"
+    calls = 0
+
+    def embed(self, texts):
+        Counting.calls += 1
+        if Counting.calls == int(os.environ.get("RAG_TEST_KILL_AT", "0")):
+            os.kill(os.getpid(), signal.SIGKILL)
+        with open(os.environ.get("RAG_TEST_LOG", os.devnull), "a") as f:
+            f.write(f"{{len(texts)}}\\n")
+        return super().embed(texts)
+
+if os.environ.get("RAG_TEST_NO_EXCHANGE"):  # the two-rename swap of systems without it
+    rag.index.rebuild._exchange = lambda a, b: False
+sys.exit(rag.cli.main(sys.argv[1:], embedder=Counting()))
+"""
+
+
+@pytest.fixture
+def counting(tmp_path: Path) -> list[str]:
+    script = tmp_path / "counting_driver.py"
+    script.write_text(_DRIVER.format(tests=str(TESTS)))
+    return [sys.executable, str(script)]
+
+
+def embedded(log: Path) -> int:
+    """Texts the model embedded, from a counting driver's log."""
+    return sum(int(n) for n in log.read_text().split()) if log.exists() else 0
+
+
+def many_articles(folder: Path, n: int, tag: str = "") -> Path:
+    """`n` one-chunk articles: several embedding batches (128 chunks each)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        (folder / f"a{i:04d}.txt").write_text(
+            f"Story {i} {tag}\nThe council met on day {i} to discuss the harbour, the ferries "
+            f"and storm number {i}. Residents asked questions {tag}.\n", encoding="utf-8")
+    return folder
+
+
+def test_a_killed_run_resumes_without_embedding_again(tmp_path: Path,
+                                                      counting: list[str]) -> None:
+    """kill -9 in the middle of embedding, then the same command: only what was not yet
+    embedded is embedded (the vector cache), and the index equals a clean build."""
+    corpus = many_articles(tmp_path / "corpus", 400)
+    clean, index = tmp_path / "clean", tmp_path / "index"
+    cmd = [*counting, "index", str(corpus), "--sync", "-q", "--index"]
+    r = run([*cmd, str(clean)], RAG_TEST_LOG=str(tmp_path / "clean.log"))
+    assert r.returncode == 0, r.stderr
+    total = embedded(tmp_path / "clean.log")
+    # Each batch is two calls (chunks, then the answerer's sentences): call 5 starts batch 3.
+    r = run([*cmd, str(index)], RAG_TEST_LOG=str(tmp_path / "killed.log"), RAG_TEST_KILL_AT="5")
+    assert r.returncode == -signal.SIGKILL
+    before_kill = embedded(tmp_path / "killed.log")
+    assert 0 < before_kill < total
+    r = run([*cmd, str(index)], RAG_TEST_LOG=str(tmp_path / "rerun.log"))
+    assert r.returncode == 0, r.stderr
+    assert embedded(tmp_path / "rerun.log") == total - before_kill  # nothing embedded twice
+    assert "vectors reused from an interrupted run" in r.stdout
+    assert store_state(index) == store_state(clean)
+    assert_clean(index)
+
+
+def test_a_broken_vector_cache_is_ignored(tmp_path: Path) -> None:
+    """The cache is never a source of truth: a corrupt file or a torn row costs only time."""
+    from rag.embed.cache import VectorCache
+
+    fake = FakeEmbedder()
+    cache = VectorCache(tmp_path / "c.sqlite", fake.name, fake.dim)
+    cache.put(["a text"], fake.embed(["a text"]), "fp32")
+    assert cache._db is not None
+    with cache._db:  # a row whose bytes do not match their checksum
+        cache._db.execute("UPDATE vectors SET vec=zeroblob(length(vec))")
+    assert cache.get(["a text"], ["fp32"]) == [None]
+    cache.close()
+    corpus, index = tmp_path / "corpus", tmp_path / "index"
+    write_corpus(corpus, OLD)
+    index.mkdir()
+    (index / CACHE_FILE).write_bytes(b"not a database" * 100)
+    idx = Index.build([corpus], path=index, embedder=FakeEmbedder(), progress=False)
+    idx.close()
+    assert store_state(index) == expected_state(OLD, tmp_path / "ref")
+
+
+def test_disk_full_after_the_commit_says_the_articles_are_saved(tmp_path: Path) -> None:
+    """A failure writing the derived files comes after the store's commit: the message must
+    say the new articles are in, not that the previous index is intact."""
+    corpus, index = tmp_path / "corpus", tmp_path / "index"
+    build_old(corpus, index)
+    (index / ".bm25-2.tmp").write_text("in the way")  # the BM25 temporary cannot be made
+    write_corpus(corpus, NEW)
+    idx = Index.open(index, embedder=FakeEmbedder())
+    with pytest.raises(IndexWriteError) as e:
+        idx.add([corpus], sync=True, progress=False)
+    idx.close()
+    assert "intact" not in str(e.value)
+    assert "articles are saved" in str(e.value) and "run the same command again" in str(e.value)
+    (index / ".bm25-2.tmp").unlink()
+    assert check_loadable(index, FakeEmbedder()) == expected_state(NEW, tmp_path / "ref")
+
+
+class _Failing(FakeEmbedder):
+    """Fails on its second call: a model crash half-way through a rebuild."""
+
+    calls = 0
+
+    def embed(self, texts):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        if self.calls == 2:
+            raise RuntimeError("the model crashed")
+        return super().embed(texts)
+
+
+def test_a_failed_rebuild_leaves_the_old_index_and_no_staging_folder(tmp_path: Path) -> None:
+    corpus, index = tmp_path / "corpus", tmp_path / "index"
+    build_old(corpus, index)
+    many_articles(corpus / "more", 300)
+    with pytest.raises(RuntimeError, match="crashed"):
+        Index.rebuild([corpus], index, embedder=_Failing(), progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus", "index"]
+    assert check_loadable(index, FakeEmbedder()) == expected_state(OLD, tmp_path / "ref")
+
+
+@pytest.mark.parametrize("point,exchange", [("rebuild_swap", True),
+                                            ("rebuild_swap_half", False)])
+def test_a_rebuild_killed_at_its_swap_leaves_old_or_new(
+        point: str, exchange: bool, tmp_path: Path, counting: list[str]) -> None:
+    """kill -9 just before the swap (old index, intact) or, where the OS has no atomic
+    exchange, between the two renames (the next open completes the recorded swap)."""
+    corpus, index = tmp_path / "corpus", tmp_path / "index"
+    build_old(corpus, index)
+    write_corpus(corpus, NEW)
+    env = {} if exchange else {"RAG_TEST_NO_EXCHANGE": "1"}
+    cmd = [*counting, "index", str(corpus), "--index", str(index), "--rebuild", "-q"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env=child_env(RAG_FAULT_POINT=point, RAG_FAULT_WAIT="60", **env))
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if line.strip() == f"RAG_FAULT_POINT reached: {point}":
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    want = refs_for(OLD if exchange else NEW, tmp_path / "ref")
+    Index.load(index, embedder=FakeEmbedder()).close()  # the next command: never "no index"
+    assert check_loadable(index, FakeEmbedder()) == want
+    r = run(cmd, **env)  # and the same command finishes the job, leaving nothing behind
+    assert r.returncode == 0, r.stderr
+    assert check_loadable(index, FakeEmbedder()) == refs_for(NEW, tmp_path / "ref2")
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".py")) == \
+        ["corpus", "index", "ref", "ref2"]
+
+
+def refs_for(files: dict[str, str], tmp: Path) -> State:
+    return expected_state(files, tmp)
+
+
+def test_rebuild_keeps_the_apps_uploads(tmp_path: Path) -> None:
+    from rag.index.writer import UPLOAD_NAMESPACE
+
+    corpus, index = tmp_path / "corpus", tmp_path / "index"
+    build_old(corpus, index)
+    uploads = index / "uploads"
+    uploads.mkdir()
+    (uploads / "bridge.txt").write_text(BRIDGE, encoding="utf-8")
+    idx = Index.open(index, embedder=FakeEmbedder())
+    idx.add([uploads / "bridge.txt"], progress=False, namespace=UPLOAD_NAMESPACE)
+    idx.close()
+    new = Index.rebuild([corpus], index, embedder=FakeEmbedder(), progress=False)
+    try:
+        ids = {a.id for a in new.articles()}
+        assert f"{UPLOAD_NAMESPACE}bridge.txt" in ids
+        assert (index / "uploads" / "bridge.txt").read_text(encoding="utf-8") == BRIDGE
+        assert new.search("footbridge river", k=1)[0].article_id == "upload:bridge.txt"
+    finally:
+        new.close()
