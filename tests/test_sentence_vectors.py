@@ -124,3 +124,21 @@ def test_real_model_int8_vectors_match_fp32(seed_index: Index, real_embedder) ->
     cos = np.sum(got * want, axis=1) / np.linalg.norm(got, axis=1)
     print(f"min cos {cos.min():.6f} over {len(spans)} sentences")
     assert cos.min() > 0.9995
+
+
+def test_backfill_upgrades_an_older_index_to_the_same_vectors(index: Index) -> None:
+    from rag.index.store import Store
+    from rag.retrieve.sentences import backfill
+
+    hits = index.search(QUESTIONS[1], k=5)
+    built = index.sentence_vectors(hits)
+    index.store.db.execute("DELETE FROM sentences")
+    index.store.db.commit()
+    assert index.sentence_vectors(hits) == {}
+    writer = Store(index.path / "store.sqlite")
+    chunks = index.stats().chunks
+    assert 0 < backfill(writer, index.embedder.embed, batch=1) <= chunks
+    assert backfill(writer, index.embedder.embed) == 0  # nothing left to fill
+    again = index.sentence_vectors(hits)
+    assert again.keys() == built.keys()
+    assert all(np.allclose(again[k], built[k]) for k in built)

@@ -161,3 +161,37 @@ def sentence_matrix(keys: Sequence[SentenceKey], texts: Sequence[str], embed: Ca
             rows[i] = v
     return np.stack([np.asarray(r, np.float32) for r in rows if r is not None]) if rows else \
         np.zeros((0, 0), np.float32)
+
+
+def backfill(store: Store, embed: Callable[[list[str]], np.ndarray],
+             chars: int = SENTENCE_CHARS, batch: int = 16) -> int:
+    """Store sentence vectors for live chunks that have none (an index written before they
+    existed) without re-embedding the chunks; `batch` articles per transaction. The caller
+    holds the index's write lock. Rows are only added, for chunk ids that never change, so
+    readers need no new version. Returns the number of chunks filled."""
+    from rag.ingest.chunking import Chunk
+
+    chars = int(store.meta().get("sentence_chars", chars))
+    need = [str(r[0]) for r in store.db.execute(
+        "SELECT DISTINCT c.article_id FROM chunks c LEFT JOIN sentences s ON s.chunk_id=c.id "
+        "WHERE c.deleted IS NULL AND s.chunk_id IS NULL")]
+    done = 0
+    for i in range(0, len(need), batch):
+        todo: list[tuple[str, list[Chunk], list[int]]] = []
+        for article_id in need[i:i + batch]:
+            art = store.article(article_id)
+            rows = store.db.execute(
+                "SELECT id, ord, start, \"end\" FROM chunks WHERE article_id=? AND deleted IS NULL "
+                "ORDER BY ord", (article_id,)).fetchall()
+            if art is not None and rows:
+                todo.append((art.text, [Chunk(article_id, o, a, b, art.text[a:b])
+                                        for _, o, a, b in rows], [int(r[0]) for r in rows]))
+        blocks = embed_blocks(embed, [(text, chunks) for text, chunks, _ in todo], chars)
+        with store.db:
+            store.db.execute("INSERT OR IGNORE INTO meta VALUES ('sentence_chars', ?)",
+                             (str(chars),))
+            for (_, _, ids), art_blocks in zip(todo, blocks):
+                for cid, block in zip(ids, art_blocks):
+                    done += store.db.execute("INSERT OR IGNORE INTO sentences VALUES (?,?,?,?)",
+                                             (cid, *block.to_row())).rowcount
+    return done
