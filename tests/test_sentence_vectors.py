@@ -142,3 +142,14 @@ def test_backfill_upgrades_an_older_index_to_the_same_vectors(index: Index) -> N
     again = index.sentence_vectors(hits)
     assert again.keys() == built.keys()
     assert all(np.allclose(again[k], built[k]) for k in built)
+
+
+def test_a_chunk_without_a_whole_sentence_is_indexed(tmp_path: Path, fake) -> None:
+    # One over-long sentence is cut into token windows: no chunk holds a whole sentence.
+    write(tmp_path / "c" / "long.txt", "Long\n\n" + " ".join(["word"] * 900) + ".")
+    write(tmp_path / "c" / "short.txt", "Short\n\nOne sentence here. Another one there.")
+    idx = Index.build([tmp_path / "c"], tmp_path / "idx", embedder=fake, progress=False)
+    hits = idx.search("word", k=3)
+    assert hits and idx.stats().articles == 2
+    assert all(h.text for h in hits)
+    assert score_sentences("word?", hits, idx.embedder, stored=idx) is not None

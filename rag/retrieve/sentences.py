@@ -63,8 +63,12 @@ class SentenceBlock:
         >>> b = SentenceBlock.quantize([(0, 3)], np.array([[0.6, -0.8]], np.float32))
         >>> b.codes.tolist(), [round(float(x), 3) for x in b.vectors()[0]]
         ([[95, -127]], [0.598, -0.8])
+        >>> SentenceBlock.quantize([], np.zeros((0, 2), np.float32)).codes.shape
+        (0, 2)
         """
-        vecs = np.asarray(vectors, dtype=np.float32).reshape(len(spans), -1)
+        vecs = np.asarray(vectors, dtype=np.float32)
+        if vecs.ndim != 2:  # a chunk with no whole sentence (a cut over-long one) has none
+            vecs = vecs.reshape(len(spans), -1) if len(spans) else np.zeros((0, 0), np.float32)
         peak = np.abs(vecs).max(axis=1) if len(vecs) else np.zeros(0, np.float32)
         scales = np.where(peak > 0, peak / _INT8_MAX, 1.0).astype(np.float32)
         codes = np.rint(vecs / scales[:, None]).clip(-_INT8_MAX, _INT8_MAX).astype(np.int8)
