@@ -40,7 +40,8 @@ _MONTH = ("January|February|March|April|May|June|July|August|September|October|N
           "Nov\\.?|Dec\\.?")
 _DAY = "Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday"
 _DATE = re.compile(
-    rf"\b(?:(?:{_MONTH})\s\d{{1,2}}(?:st|nd|rd|th)?(?:,?\s(?:1[0-9]|20)\d\d)?"
+    rf"\b(?:(?:{_MONTH})\s\d{{1,2}}(?:st|nd|rd|th)?(?:\s(?:and|-|to)\s\d{{1,2}}(?!\d))?"
+    rf"(?:,?\s(?:1[0-9]|20)\d\d)?"
     rf"|\d{{1,2}}(?:st|nd|rd|th)?\s(?:of\s)?(?:{_MONTH})(?:,?\s(?:1[0-9]|20)\d\d)?"
     rf"|(?:{_MONTH})\s(?:1[0-9]|20)\d\d"
     rf"|(?:early|mid|late)?[- ]?(?:1[0-9]|20)\d\d(?:s)?"
@@ -60,7 +61,9 @@ only own same so than too very can will just should now is are was were be been 
 had having do does did doing would could might must shall may it its it's this that these those
 i me my we our you your he him his she her they them their what which who whom whose as also
 said says say told according while because until against among within without last first new
-s t one year years"""
+s t one year years across around toward towards via per upon among along behind beyond
+despite onto throughout like near whether even yet still already however thus many much
+several another thought including instead rather"""
 _STOP = frozenset(_STOP_WORDS.split())
 # Sentence-initial words that are capitalised only by position.
 _CAPS_BY_POSITION = """The A An In On At By For From To And But Or If When While After
@@ -68,6 +71,27 @@ Before As Its It This That These Those He She They We I His Her Their Our There 
 Who Why How Yet So Still Also However Meanwhile According Last Earlier Later Since Under Over
 During Although Though Despite Many Some Most One Two Three Mr Mrs Ms Dr"""
 _FUNCTION_CAPS = frozenset(_CAPS_BY_POSITION.split())
+# Lowercase words at the edge of a noun-phrase candidate that make it a clause, not a
+# thing: common verbs, and -ed/-ing forms (trimmed off the candidate's ends).
+_VERB_WORDS = """came come comes went go goes made make makes took take takes gave give gives
+got get gets put puts set sets became become becomes began begin begins used use uses called
+known seen held hold holds led lead leads left leave leaves found find finds brought bring
+told think thinks want wants seem seems show shows"""
+_VERBS = frozenset(_VERB_WORDS.split())
+_VERBISH = re.compile(r"^[a-z]+(?:ed|ing)$")
+# Capitalised runs that name an organisation or a thing, not a person.
+_ORG_WORDS = """Ministry Service System Agency Army Force Forces Council Court Party Union
+Company Corporation Bank Office Department Committee Commission University Group Association
+Government Parliament Congress Senate House Church Police Office News Times Post Network
+Telegram Institute Foundation Fund Organization Organisation League Club Airlines Airways"""
+_ORG = frozenset(_ORG_WORDS.split())
+_TITLE_WORDS = """President Prime Minister Foreign Defence Defense Secretary Chancellor King Queen
+Prince Princess Pope Gov Gov. Governor Sen Sen. Senator Rep Rep. Representative General Gen.
+Judge Justice Dr Dr. Mr Mr. Mrs Mrs. Ms Ms. Mayor Chief Executive CEO Director Coach Captain
+Vice Former Speaker Leader Commander Spokesperson Spokesman Spokeswoman Ambassador Lord Sir
+Dame Saint St. Officer Inspector Professor Prof. Bishop Archbishop Cardinal Sheikh Emir"""
+_TITLES = frozenset(_TITLE_WORDS.split())
+_NATIONALITY = re.compile(r"^[A-Z][a-z]+(?:ian|ean|an|ese|ish|i|ic)(?:'s|’s)?$")
 _PLACE_PREP = re.compile(r"\b(in|at|from|to|near|into|across|outside|inside)\s$", re.IGNORECASE)
 
 # Weights of a span's score, tuned on the tune split of news-dev and the fitting half of
@@ -100,7 +124,8 @@ def asked_kind(question: str) -> Kind | None:
                  r"|\bwhat (number|percentage|percent|proportion|share|amount|fraction|sum|price)\b"
                  r"|\bby how\b|\bwhich (number|percentage)\b", q):
         return "date" if re.search(r"\bhow long ago\b", q) else "number"
-    if re.search(r"\bwhen\b|\b(what|which) (year|date|day|month|decade|century|time)\b", q):
+    if re.search(r"\bwhen\b|\b(what|which) (years?|dates?|days?|months?|decades?|century|"
+                 r"centuries|time)\b", q):
         return "date"
     if re.search(r"\bwho\b|\bwhom\b|\bwhose\b|\bwhich (person|man|woman|player|driver|"
                  r"leader|president|actor|actress|singer|author|artist|politician|official|"
@@ -159,6 +184,13 @@ def _candidates(sentence: str, kind: Kind) -> list[tuple[int, int, str]]:
             words = words[1:]
         if words:
             out.append((words[0].start(), words[-1].end(), "name"))
+        # "Russian President Vladimir Putin" also offers "Vladimir Putin".
+        k = 0
+        while k < len(words) - 1 and (words[k].group() in _TITLES
+                                      or _NATIONALITY.match(words[k].group())):
+            k += 1
+        if 0 < k < len(words):
+            out.append((words[k].start(), words[-1].end(), "name"))
     if kind in ("thing", "name", "place", "person"):
         run: list[re.Match[str]] = []
         matches: list[re.Match[str] | None] = [*_WORD.finditer(sentence), None]
@@ -177,18 +209,69 @@ def _candidates(sentence: str, kind: Kind) -> list[tuple[int, int, str]]:
     return out
 
 
-def _fit(kind: Kind, span_kind: str, sentence: str, start: int) -> float:
+# What a "how much ... cost" / "what percentage" / "how long" answer must carry.
+_MONEY_Q = re.compile(r"\bhow much\b.*\b(cost|costs|pay|paid|pays|worth|spend|spent|price|"
+                      r"raise|raised|earn|earned|charge|fund|funding|money|fine|fined|sell|"
+                      r"sold|budget|invest|invested)\b|\bhow much money\b|\bwhat (price|sum)\b")
+_MONEY = re.compile(r"[$£€¥]|\b(euros?|dollars?|pounds?|yen|yuan|rupees?|francs?|pesos?|"
+                    r"cents?|pence|bn)\b", re.IGNORECASE)
+_PERCENT_Q = re.compile(r"\b(percentage|percent|per cent)\b")
+_PERCENT = re.compile(r"%|\bper ?cent\b", re.IGNORECASE)
+_DURATION_Q = re.compile(r"\bhow long\b")
+_DURATION = re.compile(r"\b(years?|months?|weeks?|days?|hours?|minutes?|decades?|"
+                       r"centur(y|ies))\b", re.IGNORECASE)
+
+
+def _unit_fit(question: str, span: str) -> float:
+    """1.0 when a number span carries the unit the question needs (money, percent, time)."""
+    q = question.lower()
+    for asks, has in ((_MONEY_Q, _MONEY), (_PERCENT_Q, _PERCENT), (_DURATION_Q, _DURATION)):
+        if asks.search(q):
+            return 1.0 if has.search(span) else 0.3
+    return 1.0
+
+
+def _fit(kind: Kind, span_kind: str, sentence: str, start: int, end: int,
+         question: str = "") -> float:
     if kind == "number":
-        return 1.0 if span_kind == "number" else 0.0
+        if span_kind != "number":
+            return 0.0
+        return _unit_fit(question, sentence[start:end]) if question else 1.0
     if kind == "date":
         return 1.0 if span_kind == "date" else 0.0
     if kind == "place":
         if span_kind != "name":
             return 0.0
         return 1.0 if _PLACE_PREP.search(sentence[max(0, start - 12):start]) else 0.7
-    if kind in ("person", "name"):
+    if kind == "person":
+        if span_kind != "name":
+            return 0.0
+        words = sentence[start:end].split()
+        if any(w.strip("'’s") in _ORG for w in words) or len(words) > 4:
+            return 0.6
+        return 0.8 if words[0] in _TITLES or _NATIONALITY.match(words[0]) else 1.0
+    if kind == "name":
         return {"name": 1.0, "np": 0.3}.get(span_kind, 0.0)
     return {"name": 0.8, "np": 0.8, "number": 0.4, "date": 0.4}.get(span_kind, 0.0)
+
+
+def _trim(sentence: str, a: int, b: int, qstems: set[str], span_kind: str) -> tuple[int, int]:
+    """Drop words the question already says from a candidate's ends ("RNA interference
+    pathway" for "What pathway...?" -> "RNA interference"), and verbs from a noun phrase's."""
+    words = list(_WORD.finditer(sentence, a, b))
+
+    def drop(w: re.Match[str]) -> bool:
+        t = w.group()
+        low = t.lower().rstrip("'’s") if t[:1].isupper() else t.lower()
+        if _stems([low])[0] in qstems or low in _STOP:
+            return True
+        return span_kind == "np" and (low in _VERBS or bool(_VERBISH.match(t)))
+
+    while words and drop(words[0]):
+        words.pop(0)
+    while words and drop(words[-1]):
+        words.pop()
+    return (words[0].start(), words[-1].end()) if words else (a, a)
 
 
 def score_spans(question: str, sentence: str) -> list[Span]:
@@ -203,12 +286,14 @@ def score_spans(question: str, sentence: str) -> list[Span]:
     out: list[Span] = []
     seen: set[tuple[int, int]] = set()
     for a, b, span_kind in _candidates(sentence, kind):
+        if span_kind in ("name", "np"):
+            a, b = _trim(sentence, a, b, qstems, span_kind)
         text = sentence[a:b].strip(" ,;:")
         b = a + len(sentence[a:b].rstrip(" ,;:"))
         if not text or (a, b) in seen:
             continue
         seen.add((a, b))
-        fit = _fit(kind, span_kind, sentence, a)
+        fit = _fit(kind, span_kind, sentence, a, b, question)
         if fit <= 0:
             continue
         inside = [i for i, w in enumerate(words) if w.start() >= a and w.end() <= b]
@@ -247,6 +332,16 @@ LEAD_WITHIN = 0.10
 MIN_FIT = 1.0
 
 
+def typed_spans(question: str, sentence: str) -> list[Span]:
+    """The spans that fit the asked kind well enough to be a short answer, best first."""
+    kind = asked_kind(question)
+    if kind is None:
+        return []
+    return [sp for sp in score_spans(question, sentence)
+            if kind == "thing" or _fit(kind, sp.kind, sentence, sp.start, sp.end,
+                                       question) >= MIN_FIT]
+
+
 def lead(question: str, sentences: Sequence[Any]) -> tuple[Any, Span | None]:
     """The sentence to lead with (from `sentences`, best first, each with `.text` and
     `.score`) and its short answer span (offsets within that sentence's text), if any."""
@@ -258,9 +353,7 @@ def lead(question: str, sentences: Sequence[Any]) -> tuple[Any, Span | None]:
     for s in sentences:
         if s.score < best - LEAD_WITHIN:
             break
-        spans = [sp for sp in score_spans(question, s.text)
-                 if _fit(asked_kind(question) or "", sp.kind, s.text, sp.start) >= MIN_FIT
-                 or asked_kind(question) == "thing"]
+        spans = typed_spans(question, s.text)
         if spans:
             return s, spans[0]
     return sentences[0], None

@@ -38,6 +38,10 @@ def summary_table(result: dict[str, Any]) -> str:
         ("passage hit@1 / @5 / @10", " / ".join(_fmt(p.get(f"hit@{k}")) for k in (1, 5, 10))),
         ("passage MRR", p.get("mrr")),
         ("answer contains gold", result["answer_contains"]),
+        ("strict answer contains", result.get("strict_contains")),
+        ("short answer contains / EM / F1",
+         " / ".join(_fmt(result.get(k)) for k in ("short_contains", "short_em", "short_f1"))),
+        ("sentences per answer", result.get("sentences_per_answer")),
         ("token F1", result["token_f1"]),
         ("citation precision", result["citation_precision"]),
         ("passage citation precision", p.get("citation_precision")),
@@ -50,6 +54,18 @@ def summary_table(result: dict[str, Any]) -> str:
         ("index seconds", result["index_seconds"]),
     ]
     lines = [table(rows), "(retrieval metrics are over answerable questions only)"]
+    for name, fig in (result.get("splits") or {}).items():
+        ci = fig.get("ci", {})
+        def rate(key: str, fig: dict[str, Any] = fig, ci: dict[str, Any] = ci) -> str:
+            lo_hi = ci.get(key)
+            return (f"{_fmt(fig.get(key))} [{lo_hi[0]:.2f}-{lo_hi[1]:.2f}]" if lo_hi
+                    else _fmt(fig.get(key)))
+        lines.append(
+            f"split {name} ({fig['n_answerable']} answerable, {fig['n_unanswerable']} "
+            f"unanswerable): hit@5 {rate('hit@5')}, answer contains {rate('answer_contains')}, "
+            f"strict {rate('strict_contains')}, short contains {rate('short_contains')}, "
+            f"sentences {_fmt(fig.get('sentences_per_answer'))}, abstain recall "
+            f"{rate('abstain_recall')}, false abstention {rate('false_abstention')}")
     for mode, row in (result.get("ablations") or {}).items():
         lines.append(f"{mode:>8}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()))
     return "\n".join(lines)
@@ -67,7 +83,9 @@ def notes(result: dict[str, Any]) -> str:
         f"contain a gold answer string: {strict}. Answer contains and citation precision are "
         "over answerable questions; token F1 is over all questions (an unanswerable question "
         "scores 1 when the answer abstained). The abstention threshold is the sweep's most "
-        f"accurate one; the answerer abstains below {result.get('abstain_below')}."
+        "accurate one; the answerer abstains when its model's P(unanswerable) reaches "
+        f"{result.get('abstain_at')} (confidence = 1 - P). Short-answer figures are over all "
+        "answerable questions (no short answer counts as a miss); intervals are 95 % Wilson."
     )
 
 

@@ -40,6 +40,11 @@ _METRICS: tuple[tuple[str, str, str], ...] = (
     ("mrr", "MRR", "mean reciprocal rank of the first gold passage"),
     ("answer_contains", "answer contains gold", "answer contains a gold string"),
     ("token_f1", "token F1", "SQuAD token F1 against the gold answers"),
+    ("strict_contains", "strict answer contains", "a quote holds the gold and the evidence's words"),
+    ("short_contains", "short answer contains", "the short answer holds a gold string (all answerable)"),
+    ("short_em", "short answer EM", "short answer equals a gold span (all answerable)"),
+    ("short_f1", "short answer F1", "token F1 of the short answer (all answerable)"),
+    ("sentences_per_answer", "sentences per answer", "quoted sentences per answer given"),
     ("citation_precision", "citation precision", "citations that support the answer"),
     ("abstain_precision", "abstain precision", "abstentions that were on unanswerable questions"),
     ("abstain_recall", "abstain recall", "unanswerable questions abstained on"),
@@ -216,6 +221,26 @@ def _plot_sweep(
     return True
 
 
+def _plot_short_by_kind(new: FigureFactory, result: Mapping[str, Any], path: Path) -> bool:
+    kinds = result.get("short_by_kind")
+    if not isinstance(kinds, Mapping) or not kinds:
+        return False
+    names = list(kinds)
+    fig = new(figsize=(7.5, 4.2))
+    ax = fig.add_subplot()
+    width = 0.4
+    for i, (key, label) in enumerate((("short_given", "short answer given"),
+                                      ("short_contains", "short answer holds gold"))):
+        ax.bar([x + (i - 0.5) * width for x in range(len(names))],
+               [float(kinds[k].get(key) or 0.0) for k in names], width, label=label)
+    ax.set_xticks(range(len(names)), [f"{k}\n(n={kinds[k].get('n')})" for k in names])
+    ax.set(ylabel="share of answerable questions", ylim=(0, 1.05),
+           title="Short answers by what the question asks for")
+    ax.legend(fontsize="small")
+    fig.savefig(path)
+    return True
+
+
 def _plot_latency(new: FigureFactory, result: Mapping[str, Any], path: Path) -> bool:
     latencies = [v for q in _questions(result) if (v := _num(q.get("latency_ms"))) is not None]
     if not latencies:
@@ -356,6 +381,8 @@ def write_report(result: Mapping[str, Any], out_dir: Path, title: str) -> Path:
             "abstention.png",
             lambda p: _plot_sweep(new, _sweep(result), threshold, p),
         ),
+        ("Short answers by question kind", "short_by_kind.png",
+         lambda p: _plot_short_by_kind(new, result, p)),
         ("Latency", "latency.png", lambda p: _plot_latency(new, result, p)),
         ("Ablations", "ablations.png", lambda p: _plot_ablations(new, ablations, p)),
     )

@@ -60,6 +60,7 @@ from rag.eval.scoring import (
 )
 
 if TYPE_CHECKING:
+    from rag.embed.embedder import Embedder
     from rag.index.facade import Index
     from rag.ingest.chunking import ChunkSpec
 
@@ -176,7 +177,8 @@ def default_index_dir(kind: str, data: str | os.PathLike[str]) -> Path:
 
 def open_index(corpus: str | os.PathLike[str], path: str | os.PathLike[str], *,
                threads: int | None = None, bf16: bool | None = None,
-               chunking: ChunkSpec | None = None, progress: bool = False) -> tuple[Index, float]:
+               chunking: ChunkSpec | None = None, progress: bool = False,
+               embedder: Embedder | None = None) -> tuple[Index, float]:
     """Build the index of `corpus` at `path`, or bring an existing one up to date.
 
     Returns the index and the seconds it took (small when nothing changed).
@@ -185,7 +187,7 @@ def open_index(corpus: str | os.PathLike[str], path: str | os.PathLike[str], *,
     from rag.index.facade import Index
 
     t0 = time.perf_counter()
-    idx = Index.open(path, chunking=chunking)
+    idx = Index.open(path, chunking=chunking, embedder=embedder)
     emb = idx.embedder
     if isinstance(emb, SentenceTransformerEmbedder):  # not loaded yet: settings still apply
         emb.threads = threads or emb.threads
@@ -207,10 +209,12 @@ def main(args: argparse.Namespace) -> int:
     index_dir = args.index or default_index_dir("eval", corpus)
     idx, seconds = open_index(corpus, index_dir, threads=getattr(args, "threads", None),
                               bf16=False if getattr(args, "no_bf16", False) else None,
-                              progress=sys.stderr.isatty())
+                              progress=sys.stderr.isatty(),
+                              embedder=getattr(args, "embedder", None))
     print(f"index {index_dir}: {idx.stats().articles} articles, {seconds:.1f} s")
     result = evaluate(gold, idx, k=args.k, index_seconds=round(seconds, 3),
-                      ablate=bool(args.report), progress=sys.stderr.isatty())
+                      ablate=bool(args.report), progress=sys.stderr.isatty(),
+                      with_features=bool(getattr(args, "features", False)))
     print(summary_table(result))
     write_outputs(result, args.json_out, args.report, f"rag eval: {Path(args.gold).name} on "
                   f"{corpus.name or corpus}", notes(result))
