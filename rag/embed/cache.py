@@ -37,6 +37,9 @@ CACHE_FILE = "vector-cache.sqlite"
 # committed to the store are dropped first.
 MAX_CACHE_BYTES = 512 * 2**20
 _ROW_OVERHEAD = 80  # key, checksum, stamps and SQLite's per-row cost, roughly
+# Texts per model call and cache write: a kill loses at most this much work in flight.
+# The model embeds 8 at a time anyway; 64 stays above bf16's bulk threshold (32).
+CACHE_SLICE = 64
 _IN_LIST = 500  # keys per `IN (...)` query (SQLite's default limit is 999 variables)
 
 _SCHEMA = """
@@ -204,13 +207,15 @@ def cached_embed(embedder: Any, texts: Sequence[str],
             out[i] = g[0]
     if missing:
         todo = list(dict.fromkeys(texts[i] for i in missing))  # each text embedded once
-        prec = precisions(embedder, len(todo))[0]  # decided before the call changes it
-        vecs = np.asarray(embedder.embed(todo), dtype=np.float32)
-        row = {t: n for n, t in enumerate(todo)}
-        put = cache.put(todo, vecs, prec)
+        done: dict[str, tuple[np.ndarray, bytes]] = {}
+        for s in range(0, len(todo), CACHE_SLICE):  # stored as each slice finishes
+            part = todo[s:s + CACHE_SLICE]
+            prec = precisions(embedder, len(part))[0]  # decided before the call changes it
+            vecs = np.asarray(embedder.embed(part), dtype=np.float32)
+            for t, v, k in zip(part, vecs, cache.put(part, vecs, prec)):
+                done[t] = (v, k)
         for i in missing:
-            keys[i] = put[row[texts[i]]]
-            out[i] = vecs[row[texts[i]]]
+            out[i], keys[i] = done[texts[i]]
         return out, keys, len(todo)
     return out, keys, len(missing)
 

@@ -258,18 +258,21 @@ class _Run:
         if self.namespace:
             art = replace(art, id=self.namespace + art.id)
         elif art.id.startswith(UPLOAD_NAMESPACE):
-            return self.skip(Skipped(where, f"ids starting with {UPLOAD_NAMESPACE!r} are kept "
-                                     "for the app's uploads; give this article another id"), bar)
+            self.skip(Skipped(where, f"ids starting with {UPLOAD_NAMESPACE!r} are kept for "
+                              "the app's uploads; give this article another id"), bar)
+            return None
         if art.id in self.seen:
-            return self.skip(Skipped(where, f"duplicate id {art.id!r} in this run"), bar)
+            self.skip(Skipped(where, f"duplicate id {art.id!r} in this run"), bar)
+            return None
         self.seen.add(art.id)
         if art.path:
             self.files_read.add(os.path.abspath(art.path))
         owner = self.paths_of.get(art.id)
         if owner and art.path and os.path.abspath(owner) != os.path.abspath(art.path) \
                 and not self.under_roots(owner) and os.path.lexists(owner):
-            return self.skip(Skipped(where, f"id {art.id!r} belongs to the article from "
-                                     f"{owner}; give this one another id"), bar)
+            self.skip(Skipped(where, f"id {art.id!r} belongs to the article from {owner}; "
+                              "give this one another id"), bar)
+            return None
         if self.hashes.get(art.id) == art.content_hash:
             self.counts["unchanged"] += 1
             bar.step(where)
@@ -278,7 +281,8 @@ class _Run:
         if twin is not None and twin != art.id:
             twin_path = self.paths_of.get(twin)
             if twin_path is None or Path(twin_path).exists() or twin in self.seen:
-                return self.skip(Skipped(where, f"duplicate of {twin}"), bar)
+                self.skip(Skipped(where, f"duplicate of {twin}"), bar)
+                return None
             self.renamed.append(twin)  # the file was renamed: re-key, don't duplicate
         self.by_hash[art.content_hash] = art.id
         self.counts["updated" if art.id in self.hashes else "added"] += 1
