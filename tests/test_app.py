@@ -6,6 +6,7 @@ The helpers `start_app`/`stop_app` are shared with tests/test_browser.py.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -104,7 +105,7 @@ def test_ask_upload_remove(app: str, tmp_path: Path) -> None:
     out = client.predict("How many missiles were intercepted?", api_name="/chat")
     answer, _, sources = out.partition("\n\nSources:\n")
     assert "two" in answer.lower() and "[1]" in answer
-    assert f"[1] {SEED_TITLE} (as of 26 Nov 2024" in sources
+    assert f"[1] {SEED_TITLE} (Published 26 Nov 2024" in sources
 
     note = tmp_path / "zorbex.txt"
     note.write_text(ZORBEX, encoding="utf-8")
@@ -173,43 +174,120 @@ def test_safe_name(name: str, expected: str | None) -> None:
     assert safe_name(name) == expected
 
 
+def _turn(quote_text: str, passage: str, **kw: object) -> tuple[object, object]:
+    from rag.app.history import Quote, Turn
+
+    start = passage.index(quote_text)
+    q = Quote(n=1, article_id="a.txt", title="<script>window.__xss=1</script>",
+              published="2024-06-01", source="<b>Port</b>", url="javascript:alert(1)",
+              quote=quote_text, start=100 + start, end=100 + start + len(quote_text),
+              chunk_start=100, chunk_end=100 + len(passage))
+    return q, Turn(question="<q>", text=f"{quote_text} [1]", quotes=(q,), **kw)
+
+
 def test_sources_escape_untrusted_text() -> None:
     from rag import Answer, Citation
-    from rag.app.render import sources_html, sources_text
+    from rag.app.render import Passage, answer_markdown, panel_html, sources_text
 
     evil = '<img src=x onerror="window.__xss=2">'
-    passage = f"Before. The crane {evil} lifted 7,300 containers. After."
-    start = passage.index("The crane")
-    end = passage.index(" After.")
-    cite = Citation(n=1, article_id="a.txt", title="<script>window.__xss=1</script>",
-                    published="2024-06-01", source="<b>Port</b>", url="javascript:alert(1)",
-                    path="/x/a.txt", quote=passage[start:end], start=start + 100,
-                    end=end + 100, chunk_id=3, chunk_start=100, chunk_end=100 + len(passage))
-    ans = Answer(question="<q>", text=f"{passage[start:end]} [1]", citations=(cite,), hits=(),
-                 abstained=False)
-    out = sources_html(ans, lambda c: (passage, 100))
+    passage = f"Published 09:00 IST, June 1st 2024\nBefore. The crane {evil} lifted 7,300 " \
+              "containers. After."
+    quote = passage[passage.index("The crane"):passage.index(" After.")]
+    _, turn = _turn(quote, passage, short="7,300", short_n=1)
+    out = panel_html([turn], lambda q: Passage(passage, 100))
     assert "<script" not in out and "<img" not in out and "href=" not in out  # no js: link
     assert "&lt;script&gt;window.__xss=1&lt;/script&gt;" in out
     assert "<mark>The crane &lt;img src=x onerror=&quot;window.__xss=2&quot;&gt; lifted" in out
-    assert "as of 1 Jun 2024" in out and "<code>javascript:alert(1)</code>" in out
+    assert "Published 1 Jun 2024" in out and "<code>javascript:alert(1)</code>" in out
+    assert "Published 09:00 IST" not in out  # the dateline is the card's date, not its text
+    md = answer_markdown(turn, 0)
+    assert md.startswith("**7,300** [[1]](#rag-cite-0-1)")
+    assert "&lt;img src=x" in md and "<img" not in md
+    cite = Citation(n=1, article_id="a.txt", title="<script>window.__xss=1</script>",
+                    published="2024-06-01", source="<b>Port</b>", url="javascript:alert(1)",
+                    path="/x/a.txt", quote=quote, start=0, end=len(quote))
+    ans = Answer(question="q", text=f"{quote} [1]", citations=(cite,), hits=(),
+                 abstained=False)
     assert sources_text(ans).startswith("\n\nSources:\n[1] <script>window.__xss=1</script> "
-                                        "(as of 1 Jun 2024; <b>Port</b>; javascript:alert(1))")
+                                        "(Published 1 Jun 2024; <b>Port</b>; javascript:alert(1))")
 
 
-def test_abstention_shows_nearest_passages() -> None:
+def test_abstention_said_once_with_nearest_passages_by_article() -> None:
     from rag import Answer, Hit
-    from rag.app.render import sources_html
+    from rag.app.history import Turn
+    from rag.app.render import Passage, answer_markdown, panel_html
 
-    hit = Hit(rank=1, score=0.1, article_id="b.txt", title="Harbour <i>news</i>",
-              published=None, source=None, url="https://example.org/a?b=1&c=2", path=None,
-              chunk_id=0, text="Cranes <b>lifted</b> boxes.", start=0, end=26)
-    ans = Answer(question="Who won?", text="Not in the articles", citations=(), hits=(hit,),
-                 abstained=True)
-    out = sources_html(ans, lambda c: ("", 0))
-    assert 'data-testid="rag-abstained"' in out and "Not in the articles" in out
-    assert "Harbour &lt;i&gt;news&lt;/i&gt;" in out and "Cranes &lt;b&gt;lifted&lt;/b&gt;" in out
-    assert 'href="https://example.org/a?b=1&amp;c=2"' in out and "undated" in out
+    def hit(rank: int, text: str) -> Hit:
+        return Hit(rank=rank, score=0.1, article_id="b.txt", title="Harbour <i>news</i>",
+                   published=None, source=None, url="https://example.org/a?b=1&c=2",
+                   path=None, chunk_id=rank, text=text, start=0, end=len(text))
+    long = "Moscow " * 100
+    ans = Answer(question="Who won?", text="Not in the articles", citations=(),
+                 hits=(hit(1, "Cranes <b>lifted</b> boxes."), hit(2, long)), abstained=True)
+    turn = Turn.of_answer(ans, "published after 2030-01-01")
+    assert answer_markdown(turn, 0).startswith(
+        "Not in the articles. Only articles published after 2030-01-01 were searched")
+    out = panel_html([turn], lambda q: Passage(q.quote, q.start))
+    assert out.count('data-testid="rag-abstained"') == 1 and "after 2030-01-01" in out
+    assert out.count("Harbour &lt;i&gt;news&lt;/i&gt;") == 1  # one card per article
+    assert "Cranes &lt;b&gt;lifted&lt;/b&gt;" in out and "Moscow Moscow …" in out
+    assert "Mosco…" not in out  # cut between words
+    assert 'href="https://example.org/a?b=1&amp;c=2"' in out and "Undated" in out
     assert "<mark>" not in out
+
+
+def test_changed_or_removed_article_is_said_not_highlighted() -> None:
+    from rag.app.render import Passage, panel_html
+
+    passage = "Before. The crane lifted boxes. After."
+    _, turn = _turn("The crane lifted boxes.", passage)
+    changed = panel_html([turn], lambda q: Passage(q.quote, q.start, "changed"))
+    assert "The article has changed since this answer" in changed and "<mark>" not in changed
+    gone = panel_html([turn], lambda q: Passage(q.quote, q.start, "gone"))
+    assert "no longer in the index" in gone and "The crane lifted boxes." in gone
+
+
+def test_article_view_and_export_escape_and_recheck() -> None:
+    from rag.app.article import article_html, export_markdown
+    from rag.app.history import Store
+    from rag.app.render import Passage
+    from rag.ingest.articles import Article
+
+    text = "<script>x()</script> Intro. The crane lifted boxes. End."
+    art = Article(id="a.txt", title="<img src=x onerror=y()>", text=text)
+    s = text.index("The crane")
+    good = (s, s + 23, 1, "The crane lifted boxes.")
+    out = article_html(art, "a.txt", [good, (0, 5, 2, "other")])
+    assert "<mark>The crane lifted boxes.</mark>" in out
+    assert "<script" not in out and "<img" not in out and "[2]: the article has changed" in out
+    assert "is no longer in the index" in article_html(None, "<b>", [])
+
+    q, turn = _turn("The crane lifted boxes.", text)
+    conv = Store().add(turn).active()
+    assert conv is not None
+    md = export_markdown(conv, lambda q: Passage(q.quote, q.start))
+    assert "## &lt;q&gt;" in md and "> \u201cThe crane lifted boxes.\u201d" in md
+    assert "&lt;script&gt;window.__xss=1&lt;/script&gt;" in md and "<script" not in md
+    assert "javascript:" not in md  # only http(s) addresses are given
+    stale = export_markdown(conv, lambda q: Passage(q.quote, q.start, "gone"))
+    assert "has changed or is gone" in stale
+
+
+def test_store_round_trip_and_damaged_input() -> None:
+    from rag.app.history import Store
+
+    _, turn = _turn("The crane lifted boxes.", "Before. The crane lifted boxes. After.")
+    store = Store().add(turn)
+    again = Store.from_json(json.loads(json.dumps(store.to_json())))
+    assert again == store and again.active() is not None
+    assert again.choices() == [("<q>", store.current)]
+    raw = store.to_json()
+    raw["conversations"].append({"title": "no id"})  # damaged: skipped, others kept
+    raw["conversations"][0]["turns"][0]["from_a_newer_version"] = 1
+    assert Store.from_json(raw).conversations == store.conversations
+    assert Store.from_json("junk") == Store()
+    assert store.delete(store.current) == Store()
+    assert store.switch(None).active() is None and store.switch("nope").current is None
 
 
 # -- uploads and removal through the real Service (fake embedder: no model load) ---------------

@@ -1,9 +1,8 @@
 """The chat in a real headless Chromium (Debian's /usr/bin/chromium via Python Playwright).
 
-Asks a seed question and checks the sources panel highlights the quoted passage; asks a
-question that surfaces an article whose title and body carry <script> and <img onerror>,
-and checks nothing ran; checks a follow-up uses the conversation, and that the same
-follow-up in a second browser session (no conversation yet) is not answered. Set RAG_SCREENSHOT=1 to refresh docs/screenshot.png.
+One app (seed articles plus an article whose title and body carry <script> and <img
+onerror>) serves the whole module; each test opens its own browser context, so its own
+localStorage and conversations. Set RAG_SCREENSHOT=1 to refresh docs/screenshot*.png.
 """
 
 from __future__ import annotations
@@ -21,7 +20,10 @@ CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage"]
 TIMEOUT_MS = 90_000
-FOLLOW_UP = "What is he accused of?"
+MISSILES = "How many missiles were intercepted?"
+HARBOUR = "How many containers did the Glorpton harbour crane lift in June?"
+UNANSWERABLE = "What did the French president say about the strikes?"
+DESKTOP, PHONE = {"width": 1400, "height": 900}, {"width": 390, "height": 844}
 # Read at import: conftest.py clears RAG_* variables for each test.
 SCREENSHOT = bool(os.environ.get("RAG_SCREENSHOT"))
 
@@ -40,18 +42,19 @@ pytestmark = [
 ]
 
 
-@pytest.fixture
-def app(tmp_path: Path) -> Iterator[str]:
-    corpus = seed_corpus(tmp_path)
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    tmp = tmp_path_factory.mktemp("app")
+    corpus = seed_corpus(tmp)
     (corpus / "harbour.txt").write_text(XSS_ARTICLE, encoding="utf-8")
-    proc, url = start_app(tmp_path, corpus)
+    proc, url = start_app(tmp, corpus)
     try:
         yield url
     finally:
         stop_app(proc)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as p:
@@ -62,76 +65,163 @@ def browser() -> Iterator[Any]:
             b.close()
 
 
+@pytest.fixture
+def page(app: str, browser: Any) -> Iterator[Any]:
+    """A fresh browser context (its own localStorage) on the app, at desktop width."""
+    context = browser.new_context(viewport=DESKTOP, accept_downloads=True)
+    page = context.new_page()
+    page.dialogs = []
+    page.on("dialog", lambda d: (page.dialogs.append(d.message), d.dismiss()))
+    page.goto(app)
+    page.locator("#rag-question textarea").wait_for(timeout=TIMEOUT_MS)
+    yield page
+    context.close()
+
+
 def ask(page: Any, question: str, n: int) -> Any:
-    """Type `question`, press Enter, and wait for the n-th answer and its sources panel."""
+    """Type `question`, press Enter, and wait for the n-th answer and its sources."""
     box = page.locator("#rag-question textarea")
     box.fill(question)
     box.press("Enter")
     page.locator('[data-testid="user"]').nth(n - 1).wait_for(timeout=TIMEOUT_MS)
-    # The panel names the question once the final answer is in.
-    page.locator('[data-testid="rag-sources"] .rag-question',
-                 has_text=question).wait_for(timeout=TIMEOUT_MS)
+    page.locator(f'section.rag-turn[data-turn="{n - 1}"] .rag-question',
+                 has_text=question).wait_for(state="attached", timeout=TIMEOUT_MS)
+    page.locator('[data-testid="rag-working"]').wait_for(state="detached", timeout=TIMEOUT_MS)
     return page.locator('[data-testid="bot"]').nth(n - 1)
 
 
-def test_chat_in_browser(app: str, browser: Any, tmp_path: Path) -> None:
-    dialogs: list[str] = []
-    page = browser.new_page(viewport={"width": 1360, "height": 900})
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    page.goto(app)
-    page.locator("#rag-question textarea").wait_for(timeout=TIMEOUT_MS)
+def shown_cards(page: Any) -> Any:
+    return page.locator("section.rag-turn:not([hidden]) .rag-source")
 
-    # A seed question: the answer streams into the chat, the panel marks the quote.
-    answer = ask(page, "How many missiles were intercepted?", 1)
+
+def test_citation_opens_its_source_and_the_article(page: Any) -> None:
+    answer = ask(page, MISSILES, 1)
     assert "two were intercepted" in answer.inner_text()
-    assert "[1]" in answer.inner_text()
-    card = page.locator('[data-testid="rag-source"]').first
-    assert SEED_TITLE in card.inner_text()
-    assert "as of 26 Nov 2024" in card.inner_text()
-    mark = card.locator("mark").first
-    assert "two were intercepted by the Russians" in mark.inner_text()
-    passage = card.locator(".rag-passage").inner_text()
-    assert len(passage) > len(mark.inner_text())  # the passage around the quote is shown
-    shot = tmp_path / "chat.png"
-    page.screenshot(path=str(shot), full_page=True)
-    if SCREENSHOT:
-        shutil.copyfile(shot, ROOT / "docs" / "screenshot.png")
+    answer.locator('a[href="#rag-cite-0-1"]').last.click()
+    card = shown_cards(page).first
+    assert "rag-hl" in (card.get_attribute("class") or "")  # the cited card is highlighted
+    assert SEED_TITLE in card.inner_text() and "Published 26 Nov 2024" in card.inner_text()
+    assert "two were intercepted by the Russians" in card.locator("mark").first.inner_text()
+    assert not card.locator(".rag-passage").inner_text().startswith("Published")  # no dateline
 
-    # The untrusted article: shown as text, never run.
-    answer = ask(page, "How many containers did the Glorpton harbour crane lift in June?", 2)
+    card_text = card.inner_text()
+    card.get_by_role("button", name="Open article").click()
+    mark = page.locator('[data-testid="rag-article"] mark').first
+    mark.wait_for(timeout=TIMEOUT_MS)
+    assert "two were intercepted by the Russians" in mark.inner_text()
+    view = page.locator('[data-testid="rag-article"]')
+    assert SEED_TITLE in view.inner_text() and "Published 26 Nov 2024" in view.inner_text()
+    assert len(view.inner_text()) > 3 * len(card_text)  # the whole article
+    assert mark.evaluate("m => { const r = m.getBoundingClientRect(); "
+                         "return r.top >= 0 && r.bottom <= innerHeight; }")  # in view
+    page.get_by_role("button", name="\u2190 Back to the sources").click()
+    assert shown_cards(page).first.is_visible()
+
+
+def test_earlier_answers_keep_their_sources_and_conversations_last(page: Any) -> None:
+    ask(page, MISSILES, 1)
+    ask(page, HARBOUR, 2)
+    assert "Glorpton" in shown_cards(page).first.inner_text()
+    page.locator('[data-testid="bot"]').first.click()  # the earlier answer...
+    assert SEED_TITLE in shown_cards(page).first.inner_text()  # ...shows its sources
+    assert page.locator("section.rag-turn:not([hidden])").count() == 1
+
+    page.reload()
+    convs = page.locator("#rag-convs")
+    convs.get_by_text(MISSILES).wait_for(timeout=TIMEOUT_MS)  # listed after a reload
+    page.locator('[data-testid="bot"]').nth(1).wait_for(timeout=TIMEOUT_MS)
+    assert "7,300 containers" in page.locator('[data-testid="bot"]').nth(1).inner_text()
+    page.locator("#rag-new").click()
+    page.locator('[data-testid="bot"]').first.wait_for(state="detached", timeout=TIMEOUT_MS)
+    answer = ask(page, "Who did Russia order to leave the country?", 1)
+    assert "diplomat" in answer.inner_text()
+    convs.get_by_text("Who did Russia order").wait_for(timeout=TIMEOUT_MS)
+    assert convs.get_by_text(MISSILES).count() == 1  # both listed
+    page.locator("#rag-delete").click()
+    convs.get_by_text("Who did Russia order").wait_for(state="detached", timeout=TIMEOUT_MS)
+    assert convs.get_by_text(MISSILES).count() == 1
+
+
+def test_untrusted_article_is_shown_never_run(page: Any, tmp_path: Path) -> None:
+    answer = ask(page, HARBOUR, 1)
     assert "7,300 containers" in answer.inner_text()
     assert '<img src=x onerror="window.__xss=2">' in answer.inner_text()
     assert answer.locator("img, script").count() == 0  # not even the Markdown image
-    for link in answer.locator("a").all():  # a bare URL may be linked, but shows its target
-        assert link.inner_text() == link.get_attribute("href")
-    card = page.locator('[data-testid="rag-source"]').first
+    for link in answer.locator("a").all():  # only [n] links and bare URLs shown as such
+        href = link.get_attribute("href") or ""
+        assert href.startswith("#rag-cite-") or link.inner_text() == href
+    card = shown_cards(page).first
     assert "<script>window.__xss=1</script>Glorpton Harbour Report" in card.inner_text()
     assert "7,300 containers" in card.locator("mark").first.inner_text()
-    assert page.locator('[data-testid="rag-sources"] img, [data-testid="rag-sources"] script'
-                        ).count() == 0
+    card.get_by_role("button", name="Open article").click()
+    view = page.locator('[data-testid="rag-article"]')
+    view.locator("mark").first.wait_for(timeout=TIMEOUT_MS)
+    assert "<script>window.__xss=1</script>" in view.inner_text()
+    panel = page.locator("#rag-sources-panel")
+    assert panel.locator("img, script").count() == 0
 
-    # A follow-up leans on this session's conversation.
-    ask(page, "Who did Russia order to leave the country on allegations of spying?", 3)
-    answer = ask(page, FOLLOW_UP, 4)
-    assert "British intelligence" in answer.inner_text()
+    with page.expect_download(timeout=TIMEOUT_MS) as download:
+        page.locator("#rag-export").click()
+    exported = Path(download.value.path()).read_text(encoding="utf-8")
+    assert "7,300 containers" in exported and "## How many containers" in exported
+    assert "&lt;script&gt;window.__xss=1&lt;/script&gt;" in exported
+    assert "<script" not in exported and "<img" not in exported and "](http" not in exported
 
-    # The article list renders the same title as text too.
     page.get_by_role("tab", name="Articles").click()
     page.locator("text=Glorpton Harbour Report >> visible=true").first.wait_for(
         timeout=TIMEOUT_MS)
-    page.screenshot(path=str(tmp_path / "articles.png"), full_page=True)
     assert page.evaluate("typeof window.__xss") == "undefined"
-    assert dialogs == []
+    assert page.dialogs == []
 
-    # Another browser session has a conversation of its own.
-    other = browser.new_context().new_page()
-    other.goto(app)
-    other.locator("#rag-question textarea").wait_for(timeout=TIMEOUT_MS)
-    assert other.locator('[data-testid="user"]').count() == 0
-    # Nothing in the articles answers this: said plainly, with the banner.
-    answer = ask(other, "What did the French president say about the strikes?", 1)
-    assert answer.inner_text().startswith("Not in the articles")
-    assert other.locator('[data-testid="rag-abstained"]').count() == 1
-    assert other.locator('[data-testid="user"]').count() == 1
-    assert "spying" not in other.locator('[data-testid="bot"]').first.inner_text()
-    assert page.locator('[data-testid="user"]').count() == 4
+
+def test_abstention_and_filter_said_plainly(page: Any) -> None:
+    answer = ask(page, UNANSWERABLE, 1)
+    assert answer.inner_text().strip() == "Not in the articles."  # once, no bullets
+    assert page.locator('[data-testid="rag-abstained"]').count() == 1
+    titles = [t.inner_text() for t in page.locator(
+        "section.rag-turn:not([hidden]) .rag-title").all()]
+    assert titles and len(titles) == len(set(titles))  # each article's title once
+
+    page.get_by_text("Settings").click()
+    page.locator("#rag-after input, #rag-after textarea").first.fill("2030-01-01")
+    answer = ask(page, MISSILES, 2)
+    assert "Not in the articles." in answer.inner_text()
+    assert "published after 2030-01-01" in answer.inner_text()
+    retry = page.locator("#rag-unfiltered")
+    retry.click()
+    answer = ask(page, MISSILES, 3)
+    assert "two were intercepted" in answer.inner_text()
+    assert page.locator("#rag-after input, #rag-after textarea").first.input_value() == ""
+    assert not retry.is_visible()
+
+
+def boxes(page: Any, selector: str) -> list[dict[str, float]]:
+    return [b for b in (el.bounding_box() for el in page.locator(selector).all()) if b]
+
+
+def overlap(a: dict[str, float], b: dict[str, float]) -> bool:
+    return (a["x"] < b["x"] + b["width"] - 1 and b["x"] < a["x"] + a["width"] - 1
+            and a["y"] < b["y"] + b["height"] - 1 and b["y"] < a["y"] + a["height"] - 1)
+
+
+@pytest.mark.parametrize("size", [DESKTOP, PHONE], ids=["1400px", "390px"])
+def test_nothing_overlaps(page: Any, size: dict[str, int], tmp_path: Path) -> None:
+    page.set_viewport_size(size)
+    ask(page, MISSILES, 1)
+    ask(page, "Who did Russia order to leave the country on allegations of spying?", 2)
+    page.locator("#rag-chat [data-testid='bot']").first.click()
+    bubbles = boxes(page, "#rag-chat .message")
+    controls = boxes(page, "#rag-chat label, #rag-chat .icon-button, #rag-chat button:not("
+                           ".message button)")
+    assert len(bubbles) >= 4
+    for c in controls:
+        assert not any(overlap(c, b) for b in bubbles), c
+    page_controls = boxes(page, "#rag-new, #rag-delete, #rag-export, #rag-question, "
+                                "#rag-convs, #rag-chat")
+    for i, a in enumerate(page_controls):
+        assert not any(overlap(a, b) for b in page_controls[i + 1:]), a
+    assert page.evaluate("document.documentElement.scrollWidth <= innerWidth + 1")
+    name = "screenshot.png" if size is DESKTOP else "screenshot-phone.png"
+    page.screenshot(path=str(tmp_path / name), full_page=True)
+    if SCREENSHOT:
+        shutil.copyfile(tmp_path / name, ROOT / "docs" / name)

@@ -87,8 +87,9 @@ def build(service: Service, secret: str | None = None) -> gr.Blocks:
                     "answer to see its sources again.")
         status = gr.Markdown(esc(service.summary()), elem_id="rag-status")
         timer = gr.Timer(1.0)
+        store = gr.BrowserState(Store().to_json(), storage_key=_STORAGE_KEY, secret=secret)
         with gr.Tabs():
-            chat = _chat_tab(service, secret)
+            chat = _chat_tab(service, store)
             articles = _articles_tab()
             index_tab, stats = _index_tab()
         lists = [status, articles.table, articles.chosen, stats]
@@ -100,10 +101,9 @@ def build(service: Service, secret: str | None = None) -> gr.Blocks:
     return demo  # type: ignore[no-any-return]  # gradio's context manager is untyped
 
 
-def _chat_tab(service: Service, secret: str | None) -> _Chat:
+def _chat_tab(service: Service, store: Any) -> _Chat:
     import gradio as gr
 
-    store = gr.BrowserState(Store().to_json(), storage_key=_STORAGE_KEY, secret=secret)
     with gr.Tab("Chat"), gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=200):
             new = gr.Button("New conversation", size="sm", elem_id="rag-new")

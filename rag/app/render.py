@@ -1,22 +1,48 @@
-"""Rendering answers for people: chat text, plain-text sources and the HTML sources panel.
+"""Rendering answers for people: chat Markdown, the sources panel (HTML) and API text.
 
 Pure functions. Article text and titles are untrusted: everything put into HTML or Markdown
 here goes through `html.escape` first (`gr.HTML` renders what it is given, scripts included).
+
+The sources panel holds one `<section>` per answer of the conversation; the page's script
+shows the one whose answer is selected, so an earlier answer's evidence is one click away.
+Each quote is shown only if it still matches its article (`Passage.state`).
 """
 
 from __future__ import annotations
 
 import html
+import json
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
+from rag.app.history import Quote, Turn
+from rag.ingest.articles import Article, is_dateline
 from rag.ingest.dates import display_date
 from rag.results import Answer, Citation, Hit
 
 _MD_LINK = re.compile(r"\]([(:\[])")  # [text](url), ![alt](src), [ref]: url, [text][ref]
+_MARK = re.compile(r"\[(\d+)\]")
+NOT_IN_ARTICLES = "Not in the articles."
+_NEAREST_CHARS = 420  # of each nearest passage under an abstention: about three lines
+_NEAREST_PER_ARTICLE = 2
 
 
+@dataclass(frozen=True)
+class Passage:
+    """What a stored quote sits in now: the passage text and its offset in the article.
+
+    state "ok": the article still has the quote at its place; "changed": the article's text
+    differs there now; "gone": the article is no longer in the index."""
+
+    text: str
+    base: int
+    state: Literal["ok", "changed", "gone"] = "ok"
+
+
+Resolve = Callable[[Quote], Passage]
 
 
 def esc(text: object) -> str:
@@ -33,43 +59,66 @@ def chat_text(text: str) -> str:
     return _MD_LINK.sub(r"]\\\1", html.escape(text, quote=False))
 
 
-def _where(c: Citation | Hit) -> str:
-    if c.url:
-        return c.url
-    return Path(c.path).name if c.path else c.article_id
+def linked(text: str, turn: int, numbers: set[int]) -> str:
+    """`chat_text(text)` with each `[n]` of a known citation a link to its source card.
 
-
-def sources_text(ans: Answer) -> str:
-    """The plain-text "Sources:" section appended to API answers.
-
-    Looks like: '\\n\\nSources:\\n[1] Title (as of 26 Nov 2024; file.txt): “quote”'.
+    >>> linked("Two [1]. <x> [9]", 0, {1})
+    'Two [[1]](#rag-cite-0-1). &lt;x&gt; [9]'
     """
-    lines = []
-    if ans.citations:
-        lines.append("Sources:")
-        for c in ans.citations:
-            when = display_date(c.published)
-            meta = "; ".join(p for p in (f"as of {when}" if when else "", c.source or "",
-                                         _where(c)) if p)
-            lines.append(f"[{c.n}] {c.title} ({meta}): \u201c{c.quote}\u201d")
-    lines += [f"Note: {n}" for n in ans.notes]
-    return "\n\n" + "\n".join(lines) if lines else ""
+    out, pos = [], 0
+    for m in _MARK.finditer(text):
+        if int(m.group(1)) in numbers:
+            out += [chat_text(text[pos:m.start()]), f"[[{m.group(1)}]](#rag-cite-{turn}-"
+                                                     f"{m.group(1)})"]
+            pos = m.end()
+    return "".join([*out, chat_text(text[pos:])])
 
 
-def _link(c: Citation | Hit) -> str:
-    url = c.url or ""
-    if url.startswith(("http://", "https://")):  # never javascript: or data: links
+def answer_markdown(t: Turn, turn: int) -> str:
+    """An answer as the chat shows it: the short answer in bold first, then the sentences,
+    each [n] a link to its card. An abstention is one sentence (its nearest passages are in
+    the sources panel), plus which filter was on, if one was."""
+    if t.abstained:
+        text = NOT_IN_ARTICLES
+        if t.filter:
+            text += (f" Only articles {chat_text(t.filter)} were searched; use **Ask without "
+                     "the filter** below to search them all.")
+        return text
+    numbers = {q.n for q in t.quotes}
+    parts = []
+    if t.short:
+        parts.append(f"**{chat_text(t.short)}** {linked(f'[{t.short_n}]', turn, numbers)}")
+    parts.append(linked(t.text, turn, numbers))
+    if t.filter:
+        parts.append(f"_Only articles {chat_text(t.filter)}._")
+    parts += [f"_Note: {chat_text(n)}_" for n in t.notes]
+    return "\n\n".join(parts)
+
+
+def published(when: str | None) -> str:
+    """The label of a publication date.
+
+    >>> published("2024-11-26T19:23:00+05:30"), published(None)
+    ('Published 26 Nov 2024', 'Undated')
+    """
+    shown = display_date(when)
+    return f"Published {shown}" if shown else "Undated"
+
+
+def _link(url: str | None, fallback: str) -> str:
+    if url and url.startswith(("http://", "https://")):  # never javascript: or data: links
         return (f'<a href="{esc(url)}" target="_blank" rel="noopener noreferrer nofollow">'
                 f"{esc(url)}</a>")
-    return f"<code>{esc(_where(c))}</code>"
+    return f"<code>{esc(fallback)}</code>"
 
 
-def _meta(c: Citation | Hit) -> str:
-    when = display_date(c.published)
-    parts = [f"as of {esc(when)}" if when else "undated"]
-    if c.source:
-        parts.append(esc(c.source))
-    parts.append(_link(c))
+def meta_html(q: Quote | Citation | Hit | Article) -> str:
+    """ "Published 26 Nov 2024 · Reuters · https://…" for a card or the article view."""
+    parts = [esc(published(q.published))]
+    if q.source:
+        parts.append(esc(q.source))
+    ident = q.id if isinstance(q, Article) else q.article_id
+    parts.append(_link(q.url, q.url or ident))
     return " · ".join(parts)
 
 
@@ -118,58 +167,158 @@ def excerpt(passage: str, spans: Sequence[tuple[int, int, int]],
     return head + body + tail, [(s + shift, e + shift, n) for s, e, n in spans]
 
 
-def _clip(text: str, limit: int = 420) -> str:
+def clip(text: str, limit: int = _NEAREST_CHARS) -> str:
+    """`text` cut at a word boundary before `limit` characters, "…" marking the cut.
+
+    >>> clip("Moscow said two were intercepted", 12)
+    'Moscow said …'
+    """
     if len(text) <= limit:
         return text
     cut = text.rfind(" ", 0, limit)
-    return text[: cut if cut > 0 else limit] + " …"
+    return text[: cut if cut > 0 else limit].rstrip() + " …"
 
 
-def _card(numbers: str, item: Citation | Hit, body: str) -> str:
-    return (f'<div class="rag-source" data-testid="rag-source"><div class="rag-head">'
-            f'<span class="rag-n">{numbers}</span> <span class="rag-title">'
-            f'{esc(item.title or "(untitled)")}</span></div>'
-            f'<div class="rag-meta">{_meta(item)}</div>'
-            f'<div class="rag-passage">{body}</div></div>')
+def skip_datelines(text: str) -> int:
+    """How many leading characters of a passage are dateline lines ("Published 09:00 IST,
+    June 30th 2024"), shown as the card's date instead of as passage text.
 
-
-def sources_html(ans: Answer, passage: Callable[[Citation], tuple[str, int]]) -> str:
-    """The sources panel for `ans`: one card per cited passage, quoted spans in <mark>.
-
-    `passage(c)` gives the text the citation sits in and that text's offset in the article.
-    An abstention shows as such, with the nearest passages.
+    >>> skip_datelines("Published 09:00 IST, June 30th 2024\\nThe crane lifted boxes.")
+    36
     """
-    parts = [f'<div class="rag-question"><b>Sources</b> for \u201c{esc(ans.question)}\u201d'
-             "</div>"]
-    if ans.abstained:
-        parts.append('<div class="rag-abstained" data-testid="rag-abstained"><b>Not in the '
-                     "articles.</b> None of the indexed articles answers this; the nearest "
-                     "passages were:</div>")
-        parts += [_card(f"#{h.rank}", h, esc(_clip(h.text))) for h in ans.hits[:3]]
-    groups: dict[tuple[str, str, int], list[Citation]] = {}
-    for c in ans.citations:
-        text, base = passage(c)
-        groups.setdefault((c.article_id, text, base), []).append(c)
-    for (_, text, base), cs in groups.items():
-        spans = []
-        for c in cs:
-            start = c.start - base
-            if text[start:c.end - base] != c.quote:
-                start = text.find(c.quote)
-            if start >= 0:
-                spans.append((start, start + len(c.quote), c.n))
-        numbers = "".join(f"[{c.n}]" for c in cs)
-        parts.append(_card(numbers, cs[0], highlight(*excerpt(text, spans))))
-    parts += [f'<div class="rag-note">Note: {esc(n)}</div>' for n in ans.notes]
-    if ans.dropped:
-        parts.append(f'<div class="rag-note">{len(ans.dropped)} sentence(s) of the LLM reply '
-                     "were left out: their sources do not support them.</div>")
-    return f'<div class="rag-sources" data-testid="rag-sources">{"".join(parts)}</div>'
+    pos = 0
+    while True:
+        end = text.find("\n", pos)
+        line = text[pos:] if end < 0 else text[pos:end]
+        if end < 0 or not (is_dateline(line) or not line.strip()):
+            return pos
+        pos = end + 1
+
+
+def _open_button(article_id: str, quotes: Sequence[Quote]) -> str:
+    spans = [[q.start, q.end, q.n, q.quote] for q in quotes]
+    return (f'<button class="rag-open" type="button" data-article="{esc(article_id)}" '
+            f'data-spans="{esc(json.dumps(spans, ensure_ascii=False))}">Open article</button>')
+
+
+def _card(turn: int, numbers: Sequence[int], q: Quote, body: str, extra: str = "",
+          quotes: Sequence[Quote] = ()) -> str:
+    ids = " ".join(str(n) for n in numbers)
+    label = "".join(f"[{n}]" for n in numbers)
+    anchor = f' id="rag-src-{turn}-{numbers[0]}"' if numbers else ""
+    return (f'<div class="rag-source" data-testid="rag-source" data-cites="{ids}"{anchor}>'
+            f'<div class="rag-head"><span class="rag-n">{label}</span> <span class="rag-title">'
+            f'{esc(q.title or "(untitled)")}</span></div>'
+            f'<div class="rag-meta">{meta_html(q)}</div>{extra}'
+            f'<div class="rag-passage">{body}</div>'
+            f'<div class="rag-actions">{_open_button(q.article_id, quotes or [q])}</div></div>')
+
+
+_CHANGED = ('<div class="rag-stale" data-testid="rag-stale">The article has changed since '
+            "this answer: the quote is shown as it was, not highlighted in the new text.</div>")
+_GONE = ('<div class="rag-stale" data-testid="rag-stale">This article is no longer in the '
+         "index: the quote is shown as it was.</div>")
+
+
+def _cited_cards(t: Turn, turn: int, resolve: Resolve) -> list[str]:
+    """One card per passage quoted (several [n] in one passage share a card)."""
+    groups: dict[tuple[str, str, int, str], list[Quote]] = {}
+    for q in t.quotes:
+        p = resolve(q)
+        groups.setdefault((q.article_id, p.text, p.base, p.state), []).append(q)
+    cards = []
+    for (article_id, text, base, state), qs in groups.items():
+        same_article = [q for q in t.quotes if q.article_id == article_id]
+        if state != "ok":
+            body = "<br>".join(f"[{q.n}] \u201c{esc(q.quote)}\u201d" for q in qs)
+            cards.append(_card(turn, [q.n for q in qs], qs[0], body,
+                               _CHANGED if state == "changed" else _GONE, same_article))
+            continue
+        skip = skip_datelines(text)
+        if any(q.start - base < skip for q in qs):
+            skip = 0  # the quote is the dateline itself ("when was it published?")
+        spans = [(q.start - base - skip, q.end - base - skip, q.n) for q in qs]
+        body = highlight(*excerpt(text[skip:], spans))
+        cards.append(_card(turn, [q.n for q in qs], qs[0], body, quotes=same_article))
+    return cards
+
+
+def _nearest_cards(t: Turn, turn: int, resolve: Resolve) -> list[str]:
+    """An abstention's nearest passages: one card per article (its title once)."""
+    by_article: dict[str, list[Quote]] = {}
+    for q in t.nearest:
+        by_article.setdefault(q.article_id, []).append(q)
+    cards = []
+    for qs in by_article.values():
+        shown = []
+        for q in qs[:_NEAREST_PER_ARTICLE]:
+            p = resolve(q)
+            text = p.text if p.state == "ok" else q.quote
+            shown.append(esc(clip(" ".join(text[skip_datelines(text):].split()))))
+        cards.append(_card(turn, [], qs[0], '<hr class="rag-gap">'.join(shown), quotes=[]))
+    return cards
+
+
+def turn_html(t: Turn, turn: int, resolve: Resolve, visible: bool) -> str:
+    """The sources of one answer: a section of the panel."""
+    parts = [f'<div class="rag-question"><b>Sources</b> for \u201c{esc(t.question)}\u201d</div>']
+    if t.abstained:
+        why = f" published {esc(t.filter.removeprefix('published '))}" if t.filter else ""
+        parts.append(f'<div class="rag-abstained" data-testid="rag-abstained"><b>Not in the '
+                     f"articles{why}.</b> The nearest passages:</div>")
+        parts += _nearest_cards(t, turn, resolve)
+    else:
+        parts += _cited_cards(t, turn, resolve)
+    parts += [f'<div class="rag-note">Note: {esc(n)}</div>' for n in t.notes]
+    if t.dropped:
+        parts.append(f'<div class="rag-note">{t.dropped} sentence(s) of the LLM reply were '
+                     "left out: their sources do not support them.</div>")
+    hidden = "" if visible else " hidden"
+    return f'<section class="rag-turn" data-turn="{turn}"{hidden}>{"".join(parts)}</section>'
+
+
+def panel_html(turns: Sequence[Turn], resolve: Resolve, selected: int | None = None,
+               extra: str = "") -> str:
+    """The sources panel for a conversation: every answer's section, `selected` (default
+    the last) shown. `extra` (already HTML) goes first, e.g. a working state."""
+    if not turns and not extra:
+        return EMPTY_SOURCES
+    shown = len(turns) - 1 if selected is None else selected
+    body = "".join(turn_html(t, i, resolve, i == shown and not extra)
+                   for i, t in enumerate(turns))
+    return (f'<div class="rag-sources" data-testid="rag-sources">{extra}{body}'
+            '<div class="rag-article" data-testid="rag-article" hidden></div></div>')
+
+
+WORKING = ('<div class="rag-working" data-testid="rag-working"><span class="rag-spinner">'
+           "</span>{what}</div>")
+
+
+def working_html(what: str) -> str:
+    """The visible working state while an answer is computed."""
+    return WORKING.format(what=esc(what))
+
+
+def sources_text(ans: Answer) -> str:
+    """The plain-text "Sources:" section appended to API answers.
+
+    Looks like: '\\n\\nSources:\\n[1] Title (Published 26 Nov 2024; file.txt): “quote”'.
+    """
+    lines = []
+    if ans.citations:
+        lines.append("Sources:")
+        for c in ans.citations:
+            where = c.url or (Path(c.path).name if c.path else c.article_id)
+            meta = "; ".join(p for p in (published(c.published) if c.published else "",
+                                         c.source or "", where) if p)
+            lines.append(f"[{c.n}] {c.title} ({meta}): \u201c{c.quote}\u201d")
+    lines += [f"Note: {n}" for n in ans.notes]
+    return "\n\n" + "\n".join(lines) if lines else ""
 
 
 EMPTY_SOURCES = ('<div class="rag-sources rag-empty" data-testid="rag-sources">Ask a question: '
                  "each [n] in the answer is shown here with the passage it quotes, the quoted "
-                 "words highlighted.</div>")
+                 "words highlighted. Click an earlier answer to see its sources again.</div>")
 
 
 def error_html(message: str) -> str:

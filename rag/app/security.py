@@ -6,7 +6,10 @@ Pure functions, no Gradio: the CLI checks these before anything heavy is importe
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
+import secrets
+from pathlib import Path
 
 from rag.errors import InputError
 
@@ -69,3 +72,19 @@ def safe_name(name: str) -> str | None:
     if dot and len(base) > _MAX_NAME:
         base = stem[: _MAX_NAME - 1 - len(suffix)] + "." + suffix
     return base[:_MAX_NAME]
+
+
+def browser_secret(index_dir: Path) -> str:
+    """The key that encrypts the conversations each browser keeps, stored with the index
+    (readable by its owner only) so that they survive a restart of the app."""
+    path = index_dir / "browser-secret"
+    try:
+        return path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        pass
+    index_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as f:
+        f.write(key)
+    return key

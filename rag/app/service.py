@@ -7,6 +7,7 @@ once and says what it is doing; every call that needs the index waits for it.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -19,7 +20,9 @@ from typing import Any
 
 from rag.answering.answer import answer_stream
 from rag.answering.llm import Generator
-from rag.app.render import esc
+from rag.app.article import Span, article_html
+from rag.app.history import Quote
+from rag.app.render import Passage, esc
 from rag.app.security import MAX_UPLOAD_BYTES, safe_name
 from rag.embed.embedder import Embedder
 from rag.errors import InputError, RagError
@@ -156,6 +159,34 @@ class Service:
             return text[c.chunk_start:c.chunk_end], c.chunk_start
         start = max(0, c.start - _CONTEXT)
         return text[start:c.end + _CONTEXT], start
+
+    def resolve(self, q: Quote) -> Passage:
+        """The passage a stored quote sits in, re-checked against the article as it is now
+        (`quote == text[start:end]`): state "changed" or "gone" when it no longer is."""
+        try:
+            text = self.index().article(q.article_id).text
+        except RagError:
+            return Passage(q.quote, q.start, "gone")
+        if text[q.start:q.end] != q.quote:
+            return Passage(q.quote, q.start, "changed")
+        if q.chunk_end > q.chunk_start:
+            return Passage(text[q.chunk_start:q.chunk_end], q.chunk_start)
+        start = max(0, q.start - _CONTEXT)
+        return Passage(text[start:q.end + _CONTEXT], start)
+
+    def article_view(self, article_id: str, spans_json: str) -> str:
+        """The article view's HTML: the whole article with these quoted spans highlighted
+        where they still match. `spans_json` comes from the page: [[start, end, n, quote]]."""
+        try:
+            spans: list[Span] = [(int(s), int(e), int(n), str(q))
+                                 for s, e, n, q in json.loads(spans_json or "[]")]
+        except (ValueError, TypeError):
+            spans = []
+        try:
+            art = self.index().article(str(article_id))
+        except RagError:
+            return article_html(None, str(article_id), [])
+        return article_html(art, art.id, spans)
 
     # -- articles ----------------------------------------------------------------------------
     def add_files(self, files: Sequence[str], progress: Progress | None = None) -> str:

@@ -72,12 +72,14 @@ def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT,
     import gradio as gr
 
     from rag.answering.llm import OpenAICompatible
-    from rag.app.blocks import CSS, FONTS, MONO, build
+    from rag.app.assets import CSS
+    from rag.app.blocks import FONTS, MONO, build
+    from rag.app.security import browser_secret
     from rag.app.service import Service
 
     service = Service(index, corpus, OpenAICompatible.from_env())
     service.start()
-    demo = build(service)
+    demo = build(service, browser_secret(Path(index)))
     demo.queue(default_concurrency_limit=4)
     try:
         demo.launch(server_name=host, server_port=port, auth=auth, css=CSS,
