@@ -118,16 +118,16 @@ def test_ask_upload_remove(app: str, tmp_path: Path) -> None:
     assert sorted(p.name for p in uploads.iterdir()) == ["zorbex.txt"]
 
     ids = [a["id"] for a in client.predict(api_name="/articles")]
-    assert "zorbex.txt" in ids
+    assert "upload:zorbex.txt" in ids
     out = client.predict(ZORBEX_Q, api_name="/chat")
     assert "4.2 million euros" in out
     assert "Zorbex Bridge Reopens in Lindqvist (zorbex.txt)" in out
 
-    assert "removed Zorbex Bridge" in client.predict(["zorbex.txt"], api_name="/remove")
+    assert "removed Zorbex Bridge" in client.predict(["upload:zorbex.txt"], api_name="/remove")
     assert not (uploads / "zorbex.txt").exists()
     out = client.predict(ZORBEX_Q, api_name="/chat")
     assert "Zorbex Bridge Reopens" not in out and "4.2 million" not in out
-    assert "zorbex.txt" not in [a["id"] for a in client.predict(api_name="/articles")]
+    assert "upload:zorbex.txt" not in [a["id"] for a in client.predict(api_name="/articles")]
 
 
 @pytest.mark.slow
@@ -328,19 +328,22 @@ def test_upload_report_and_removal(service: object, tmp_path: Path) -> None:
     assert lines["zorbex.txt"] == "added 1 article (1 passage)"
     assert lines["mixed.jsonl"].startswith("added 1 article (1 passage); skipped: line 2: invalid")
     assert lines["empty.md"] == "skipped: empty file"
-    assert lines["000_1511c0eeef884a91.txt"].startswith("skipped: an article from the corpus")
+    # Same file name as the seed article: an article of its own (uploads are "upload:NAME").
+    assert lines["000_1511c0eeef884a91.txt"] == "added 1 article (1 passage)"
     assert lines["notes.pdf"].startswith("skipped: unsupported file type")
     assert lines["_2F.._2Fevil.txt"] == "added 1 article (1 passage)"  # '%' replaced
     uploads = tmp_path / "index" / "uploads"
-    assert sorted(p.name for p in uploads.iterdir()) == ["_2F.._2Fevil.txt", "mixed.jsonl",
-                                                         "zorbex.txt"]
-    assert "The index now holds 4 articles" in report
+    assert sorted(p.name for p in uploads.iterdir()) == [
+        "000_1511c0eeef884a91.txt", "_2F.._2Fevil.txt", "mixed.jsonl", "zorbex.txt"]
+    assert "The index now holds 5 articles" in report
     assert service.add_files([str(up / "zorbex.txt")]).startswith(
         "- `zorbex.txt`: 1 article already indexed")
 
-    out = service.remove(["zorbex.txt", "j1", "000_1511c0eeef884a91.txt", "nope"])
+    out = service.remove(["upload:zorbex.txt", "upload:j1", "000_1511c0eeef884a91.txt", "nope"])
     assert "- removed Zorbex Bridge Reopens in Lindqvist\n" in out
     assert "it comes back at the next start" in out  # the seed's file is in the corpus
     assert "- `nope`: no such article" in out
-    assert sorted(p.name for p in uploads.iterdir()) == ["_2F.._2Fevil.txt"]
-    assert [a.id for a in service.index().articles()] == ["_2F.._2Fevil.txt"]
+    assert sorted(p.name for p in uploads.iterdir()) == ["000_1511c0eeef884a91.txt",
+                                                         "_2F.._2Fevil.txt"]
+    assert sorted(a.id for a in service.index().articles()) == [
+        "upload:000_1511c0eeef884a91.txt", "upload:_2F.._2Fevil.txt"]

@@ -338,7 +338,7 @@ def _wire_articles(service: Service, arts: _Articles, timer: Any, lists: list[An
         except RagError as e:
             raise gr.Error(str(e)) from None
 
-    def remove(article_ids: list[str]) -> str:
+    def remove_selected(article_ids: list[str]) -> str:  # not "remove": the API's name
         try:
             return service.remove(article_ids)
         except RagError as e:
@@ -347,7 +347,7 @@ def _wire_articles(service: Service, arts: _Articles, timer: Any, lists: list[An
     timer.tick(poll, outputs=[timer, *lists], show_progress="hidden", **private)
     arts.files.upload(upload, inputs=[arts.files], outputs=[arts.report],
                       api_name="upload").then(refresh, outputs=lists, **private)
-    arts.remove.click(remove, inputs=[arts.chosen], outputs=[arts.report],
+    arts.remove.click(remove_selected, inputs=[arts.chosen], outputs=[arts.report],
                       **private).then(refresh, outputs=lists, **private)
     for tab in (arts.tab, index_tab):
         tab.select(refresh, outputs=lists, **private)
