@@ -40,6 +40,10 @@ FILES_PER_TASK = 32
 # Articles per embedding call in an actor: ~8 chunks each (news-dev), so ~128 chunks, the
 # local path's batch (`_EMBED_BATCH` in the facade).
 ARTICLES_PER_BATCH = 16
+# Blocks of parsed articles handed to the actors: ~1 MB is ~100 news articles with their
+# chunks, so a corpus in one big JSONL file still spreads over every actor (Ray's default
+# block, 128 MB, would give them one block between them).
+BLOCK_BYTES = 1024**2
 # An embedder actor per CPU slot takes three quarters of it, and parsing tasks the rest:
 # actors of a whole CPU each would leave parsing none, and the pipeline would wait forever
 # (it did: ray.init(num_cpus=2), two actors). Parsing costs far less than embedding.
@@ -109,6 +113,13 @@ def actor_embedder(embedder: Embedder, threads: int = 1) -> Callable[[], Embedde
     if isinstance(embedder, SentenceTransformerEmbedder):
         return functools.partial(SentenceTransformerEmbedder, embedder.name, threads=threads,
                                  bf16=driver_bf16(embedder), batch_size=embedder.batch_size)
+    try:
+        from rag.embed.onnx import OnnxEmbedder
+    except ImportError:  # an install without the ONNX backend
+        OnnxEmbedder = None  # type: ignore[assignment,misc]
+    if OnnxEmbedder is not None and isinstance(embedder, OnnxEmbedder):
+        # Its precision is in its name (fp32, or "+int8"): nothing to time.
+        return functools.partial(OnnxEmbedder, embedder.name, threads=threads)
     return functools.partial(_same, embedder)
 
 
@@ -138,10 +149,11 @@ def _known(ref: Any) -> Mapping[str, str]:
 
 
 def parse_files(batch: dict[str, np.ndarray], *, known: Any, spec: ChunkSpec,
-                recipe: Callable[[], Embedder]) -> dict[str, list[bytes]]:
+                recipe: Callable[[], Embedder]) -> Iterator[dict[str, list[bytes]]]:
     """Ray Data task: listed files to pickled `Skipped`, unchanged `Article`s, or
-    `Prepared` articles (chunked, not yet embedded), in file order. A file that fails is
-    reported with its path and reason; the other files of the batch go on."""
+    `Prepared` articles (chunked, not yet embedded), in file order, a few articles at a
+    time (one JSONL file of a million articles must reach every actor). A file that
+    fails is reported with its path and reason; the other files of the batch go on."""
     if not isinstance(known, Mapping):  # an object reference: fetched once per process
         known = _known(known)
     out: list[bytes] = []
@@ -163,7 +175,11 @@ def parse_files(batch: dict[str, np.ndarray], *, known: Any, spec: ChunkSpec,
             items = [Skipped(str(path), f"failed on a Ray worker ({type(e).__name__}: {e})",
                              str(path))]
         out.extend(pickle.dumps(i) for i in items)
-    return {"item": out}
+        if len(out) >= ARTICLES_PER_BATCH:
+            yield {"item": out}
+            out = []
+    if out:
+        yield {"item": out}
 
 
 class EmbedActor:
@@ -247,6 +263,7 @@ class RayPipeline:
         ctx = ray.data.DataContext.get_current()
         ctx.execution_options.preserve_order = True  # the order iter_articles gives
         ctx.enable_progress_bars = False  # the writer's progress bar counts articles
+        ctx.target_max_block_size = BLOCK_BYTES
         entries = [{"entry": pickle.dumps(e if isinstance(e, Skipped) else (str(e[0]), e[1]))}
                    for e in iter_files(roots)]
         if not entries:
