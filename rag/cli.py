@@ -38,13 +38,13 @@ def _default_index() -> str:
 def _embedder(args: argparse.Namespace) -> Any:
     if getattr(args, "embedder", None) is not None:
         return args.embedder  # given to main(): a test's boundary fake, or a caller's own
-    from rag.embed.embedder import DEFAULT_MODEL, SentenceTransformerEmbedder
+    from rag.embed.embedder import DEFAULT_MODEL, embedder_for
 
     threads = getattr(args, "threads", None) or os.environ.get("RAG_THREADS")
     bf16_env = os.environ.get("RAG_BF16", "").lower()
     bf16 = False if getattr(args, "no_bf16", False) or bf16_env in ("0", "false", "no") else None
     model = getattr(args, "model", None) or os.environ.get("RAG_MODEL") or DEFAULT_MODEL
-    return SentenceTransformerEmbedder(model, threads=int(threads) if threads else None, bf16=bf16)
+    return embedder_for(model, threads=int(threads) if threads else None, bf16=bf16)
 
 
 def _open_index(args: argparse.Namespace) -> Any:
@@ -54,10 +54,11 @@ def _open_index(args: argparse.Namespace) -> Any:
     idx = Index.load(args.index, embedder=_embedder(args) if given else None)
     if getattr(args, "threads", None) or os.environ.get("RAG_THREADS") or os.environ.get("RAG_BF16"):
         # Same model as the index, with the requested runtime settings.
-        from rag.embed.embedder import SentenceTransformerEmbedder
+        from rag.embed.embedder import embedder_for
 
         e = _embedder(args)
-        idx.embedder = SentenceTransformerEmbedder(idx.model, threads=e.threads, bf16=e.bf16)
+        idx.embedder = embedder_for(idx.model, threads=getattr(e, "threads", None),
+                                    bf16=getattr(e, "bf16", None))
     return idx
 
 

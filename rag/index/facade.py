@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.embed.embedder import DEFAULT_MODEL, Embedder, SentenceTransformerEmbedder
+from rag.embed.embedder import DEFAULT_MODEL, Embedder, embedder_for
 from rag.errors import (
     IndexCorruptError,
     IndexLockedError,
@@ -185,7 +185,7 @@ class Index:
         if not meta.get("model"):
             if not writable:
                 raise IndexWriteError(f"{p} is read-only; choose a writable folder with --index")
-            first: Embedder = embedder or SentenceTransformerEmbedder()
+            first: Embedder = embedder or embedder_for()
             store.init_meta(first.name, first.dim, asdict(chunking or ChunkSpec()))
             meta = store.meta()
             embedder = first
@@ -194,7 +194,7 @@ class Index:
                 f"{p} has index format {meta.get('format')}, this version reads {FORMAT}; "
                 "rebuild it with `rag index PATH --index DIR --rebuild`")
         if embedder is None:
-            embedder = SentenceTransformerEmbedder(meta["model"])
+            embedder = embedder_for(meta["model"])
         assert embedder is not None
         if embedder.name != meta["model"] or embedder.dim != int(meta["dim"]):
             raise ModelMismatchError(
