@@ -135,7 +135,7 @@ _WORKER_EMBEDDERS: dict[bytes, Embedder] = {}
 def _worker_embedder(recipe: Callable[[], Embedder]) -> Embedder:
     from ray import cloudpickle  # pickles what plain pickle cannot (test fakes, lambdas)
 
-    key = cloudpickle.dumps(recipe)
+    key: bytes = cloudpickle.dumps(recipe)  # type: ignore[no-untyped-call]
     if key not in _WORKER_EMBEDDERS:
         _WORKER_EMBEDDERS[key] = recipe()
     return _WORKER_EMBEDDERS[key]
@@ -189,7 +189,7 @@ class EmbedActor:
     file) vectors embedded before a kill are looked up instead of embedded again."""
 
     def __init__(self, recipe: Callable[[], Embedder], gpu: bool = False,
-                 sentence_chars: int = 0, cache: str | None = None) -> None:
+                 sentence_chars: int = SENTENCE_CHARS, cache: str | None = None) -> None:
         from rag.embed.cache import VectorCache
 
         self.embedder = recipe()
@@ -221,16 +221,13 @@ class EmbedActor:
         from rag.retrieve.sentences import embed_blocks
 
         vecs = self._embed([t for x in todo for t in embedding_texts(x.article, x.chunks)])
-        blocks: list[Any] = [None] * len(todo)
-        if self.sentence_chars:
-            blocks = embed_blocks(self._embed, [(x.article.text, x.chunks) for x in todo],
-                                  self.sentence_chars)
+        blocks = embed_blocks(self._embed, [(x.article.text, x.chunks) for x in todo],
+                              self.sentence_chars)
         out: list[Prepared | Skipped] = []
         n = 0
         for x, b in zip(todo, blocks):
             k = len(x.chunks)
-            out.append(Prepared(x.article, x.chunks, vecs[n:n + k],
-                                None if b is None else tuple(b)))
+            out.append(Prepared(x.article, x.chunks, vecs[n:n + k], tuple(b)))
             n += k
         return out
 
@@ -276,7 +273,7 @@ class RayPipeline:
             raise InputError(f"{size} embedder actors need {size * ACTOR_CPUS + PARSE_TASK_CPUS:g}"
                              f" CPUs; the Ray cluster has {cpus:g}: ask for fewer actors")
         recipe = actor_embedder(index.embedder)
-        chars = int(index.store.meta().get("sentence_chars", 0) or 0) or SENTENCE_CHARS
+        chars = int(index.store.meta().get("sentence_chars", SENTENCE_CHARS))  # as the writer
         # The cache file is the index's, on this machine: a cluster's workers reach it only
         # through a shared file system, so only a local Ray uses it.
         cache = str(index.cache_path) if self._local else None
