@@ -7,6 +7,7 @@ import json
 import os
 import re
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
@@ -93,13 +94,13 @@ def cmd_index(args: argparse.Namespace) -> int:
         pipeline = RayPipeline(ray_address, actors=args.ray_actors)
     if args.rebuild:
         idx = Index.rebuild(args.paths, args.index, embedder=_embedder(args), chunking=spec,
-                            kind=args.kind, progress=not args.quiet,
+                            kind=args.kind, progress=_progress(args),
                             follow_links=args.follow_links)
         report = idx.last_report
         assert report is not None
     else:
         idx = Index.open(args.index, embedder=_embedder(args), chunking=spec, kind=args.kind)
-        report = idx.add(args.paths, sync=args.sync, progress=not args.quiet,
+        report = idx.add(args.paths, sync=args.sync, progress=_progress(args),
                          follow_links=args.follow_links, pipeline=pipeline)
     if args.shards:
         from rag.scale.shards import reshard
@@ -114,8 +115,28 @@ def cmd_index(args: argparse.Namespace) -> int:
           f"{report.chunks} chunks ({report.seconds:.1f} s)"
           + (f"; {report.reused} vectors reused from an interrupted run" if report.reused else "")
           + (f"; {report.kept} articles kept: their files could not be read" if report.kept
-             else ""))
+             else ""), flush=True)  # a log shows it now, not at exit
     return EXIT_PARTIAL if report.skipped else EXIT_OK
+
+
+PROGRESS_EVERY_S = 10.0  # a progress line in a log this often (plus the first and last)
+
+
+def _progress(args: argparse.Namespace) -> Any:
+    """How `rag index` shows progress: a bar on a terminal, lines in a log, or nothing."""
+    if args.quiet:
+        return False
+    if sys.stderr.isatty():
+        return True
+    last = [0.0]
+
+    def line(done: int, total: int, name: str) -> None:
+        now = time.monotonic()
+        if done in (1, total) or now - last[0] >= PROGRESS_EVERY_S:
+            last[0] = now
+            print(f"indexing: {done} of {total} articles ({100 * done // max(total, 1)}%), "
+                  f"{safe(os.path.basename(name))}", file=sys.stderr, flush=True)
+    return line
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -127,12 +148,30 @@ def cmd_search(args: argparse.Namespace) -> int:
         print(json.dumps([{k: asdict(h)[k] for k in keys} for h in hits], ensure_ascii=False,
                          indent=2))
         return EXIT_OK
+    from rag.ingest.dates import display_date
+
     if not hits:
         print("no passages found")
     for h in hits:
-        print(f"[{h.rank}] {safe(h.title)} ({h.published or 'undated'}) score {h.score:.4f}")
-        print("    " + safe(" ".join(h.text.split()))[:400])
+        when = f"published {display_date(h.published)}" if h.published else "undated"
+        print(f"[{h.rank}] {safe(h.title)} ({when}) score {h.score:.4f}")
+        print("    " + snippet(safe(" ".join(h.text.split()))))
     return EXIT_OK
+
+
+SNIPPET_CHARS = 400  # of each passage in `rag search`: about five terminal lines
+
+
+def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
+    """`text` cut between words before `limit` characters, "…" marking the cut.
+
+    >>> snippet("Two were intercepted by the Russians", 20)
+    'Two were intercepted …'
+    """
+    if len(text) <= limit:
+        return text
+    cut = text.rfind(" ", 0, limit)
+    return text[: cut if cut > 0 else limit].rstrip() + " …"
 
 
 def _print_answer(ans: Any) -> None:

@@ -14,7 +14,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 from rag.app.security import (
     MAX_UPLOAD_BYTES,
@@ -26,6 +29,8 @@ from rag.app.security import (
 from rag.errors import InputError
 
 DEFAULT_PORT = 7860  # Gradio's own default
+CLOSE_GRACE_S = 1.0  # Ctrl-C: how long the server may take to close before we exit anyway
+_POLL_S = 0.2  # how often the main thread wakes to notice Ctrl-C
 
 
 def add_serve_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -79,14 +84,39 @@ def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT,
 
     service = Service(index, corpus, OpenAICompatible.from_env())
     service.start()
-    demo = build(service, browser_secret(Path(index)))
-    demo.queue(default_concurrency_limit=4)
     try:
-        demo.launch(server_name=host, server_port=port, auth=auth, css=CSS,
-                    max_file_size=MAX_UPLOAD_BYTES, footer_links=["api"], show_error=True,
-                    theme=gr.themes.Soft(font=FONTS, font_mono=MONO))
-    except OSError as e:
-        raise InputError(f"cannot listen on {host}:{port} ({e}); choose another --port") from e
+        demo = build(service, browser_secret(Path(index)))
+        demo.queue(default_concurrency_limit=4)
+        try:
+            demo.launch(server_name=host, server_port=port, auth=auth, css=CSS,
+                        max_file_size=MAX_UPLOAD_BYTES, footer_links=["api"],
+                        show_error=True, theme=gr.themes.Soft(font=FONTS, font_mono=MONO),
+                        prevent_thread_lock=True)
+        except OSError as e:
+            raise InputError(f"cannot listen on {host}:{port} ({e}); choose another "
+                             "--port") from e
+        while True:
+            time.sleep(_POLL_S)
+    except KeyboardInterrupt:
+        stop_now(locals().get("demo"))
+
+
+def stop_now(demo: Any) -> None:
+    """After Ctrl-C: close the server (for up to CLOSE_GRACE_S) and exit with status 130.
+
+    Gradio's own wait closes the server and then lets the interpreter wind down torch and
+    the worker threads: 2.7 s after Ctrl-C on this 2-core machine under load (0.1 s of it
+    closing the server), and an abort if the start-up indexing is still embedding. So the
+    process exits without that wind-down. Nothing is lost: the index is crash-safe, and
+    indexing or an upload cut short is redone by the next start's sync."""
+    print("stopping…", file=sys.stderr, flush=True)
+    if demo is not None:
+        closer = threading.Thread(target=demo.close, name="rag-close", daemon=True)
+        closer.start()
+        closer.join(CLOSE_GRACE_S)
+    print("stopped", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(130)
 
 
 __all__ = ["MAX_UPLOAD_BYTES", "add_serve_arguments", "check_host", "is_local", "parse_auth",

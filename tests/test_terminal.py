@@ -1,0 +1,73 @@
+"""What people see in a terminal or a log: `rag search` lines, indexing progress in a log,
+and Ctrl-C stopping the chat server.
+
+The CLI runs in a subprocess with the fake embedder (conftest's `driver`); stdout and
+stderr are pipes, as when output goes to a log file.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import child_env
+from test_app import ROOT, start_app
+
+SEED = ROOT / "seeds"
+
+
+def run(driver: list[str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*driver, *args], capture_output=True, text=True, timeout=300,
+                          env=child_env())
+
+
+def test_index_log_and_search_lines(driver: list[str], tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    shutil.copytree(SEED, corpus)
+    (corpus / "second.txt").write_text("Harbour news\nThe crane lifted boxes. " * 60,
+                                       encoding="utf-8")
+    index = str(tmp_path / "index")
+    out = run(driver, "index", str(corpus), "--index", index)
+    assert out.returncode == 0, out.stderr
+    # Not a terminal: progress as lines (first and last at least), no bar's carriage returns.
+    assert "indexing: 1 of 2 articles (50%)" in out.stderr
+    assert "indexing: 2 of 2 articles (100%)" in out.stderr and "\r" not in out.stderr
+    assert out.stdout.startswith("2 added")
+
+    out = run(driver, "search", "crane lifted boxes", "--index", index, "-k", "3")
+    lines = out.stdout.splitlines()
+    head = next(ln for ln in lines if "Russia Claims" in ln)
+    assert "(published 26 Nov 2024)" in head and "T19:23" not in out.stdout
+    body = lines[lines.index(head) + 1]
+    harbour = [ln for ln in lines if ln.startswith("    The crane")]
+    assert harbour and harbour[0].endswith("boxes. …")  # whole words, the cut marked
+    assert body.startswith("    ") and len(body) <= 4 + 402
+
+
+def test_snippet_cuts_between_words() -> None:
+    from rag.cli import snippet
+
+    assert snippet("Moscow said two were intercepted", 14) == "Moscow said …"
+    assert snippet("short", 14) == "short"
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_server(tmp_path: Path) -> None:
+    """With a browser's event stream open, Ctrl-C (SIGINT) still ends the app, status 130."""
+    corpus = tmp_path / "seeds"
+    shutil.copytree(SEED, corpus)
+    proc, url = start_app(tmp_path, corpus)
+    stream = subprocess.Popen([sys.executable, "-c", (
+        "import urllib.request,sys; r = urllib.request.urlopen(sys.argv[1] + "
+        "'gradio_api/heartbeat/x', timeout=60); r.read()"), url])
+    try:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 130  # a hang guard, not a speed figure
+    finally:
+        stream.kill()
+        if proc.poll() is None:
+            proc.kill()
