@@ -6,13 +6,20 @@ from __future__ import annotations
 import os
 import shutil
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rag.errors import IndexWriteError
+from rag.errors import IndexLockedError, IndexWriteError
 from rag.faults import checkpoint
-from rag.index.folder import fsync_file, modified_ns, read_manifest, write_json_atomic
+from rag.index.folder import (
+    WriteLock,
+    fsync_file,
+    modified_ns,
+    read_manifest,
+    write_json_atomic,
+)
 from rag.index.lexical import Lexical
 from rag.index.store import FORMAT, Store
 from rag.index.vectors import Vectors, choose_kind
@@ -74,6 +81,77 @@ def persist(index: Index, state: State, store: Store | None = None) -> None:
             shutil.rmtree(old) if old.is_dir() else old.unlink(missing_ok=True)
 
 
+def persisted(index: Index, version: int) -> State | None:
+    """The derived files on disk, if they are those of `version` and readable."""
+    manifest = read_manifest(index.path)
+    mtime = modified_ns(index.path / "manifest.json")
+    if not manifest or manifest.get("version") != version:
+        return None
+    try:
+        if manifest.get("shards"):  # partitions of one version (rag.scale.shards)
+            from rag.scale import shards
+
+            return State(version, *shards.load(index.path, manifest), mtime)  # type: ignore[arg-type]
+        vec = Vectors.load(index.path / manifest["vectors"], manifest["kind"])
+        lex = Lexical.load(index.path / manifest["bm25"])
+    except Exception:  # unreadable cache: the caller rebuilds it
+        return None
+    return State(version, vec, lex, mtime)
+
+def load_state(index: Index) -> State:
+    """The derived state searches use now: the persisted files of the store's version;
+    while a writer finishes a newer one, the previous version; else rebuilt from the store."""
+    version = index.store.version
+    loaded = persisted(index, version)
+    if loaded is not None:
+        return loaded
+    # Derived files are missing or behind the store. While a writer holds the lock it
+    # is between its commit and its manifest swap: serve the version before, as
+    # searches already running do (rebuilding 1M vectors here would take minutes).
+    if writer_active(index.path):
+        mtime = modified_ns(index.path / "manifest.json")
+        if index._state is not None and index._state.manifest_mtime == mtime:
+            return index._state
+        manifest = read_manifest(index.path) or {}
+        previous = persisted(index, int(manifest.get("version", -1)))
+        if previous is not None:
+            previous.behind = True
+            return previous
+    # Else a write was interrupted after its commit: rebuild the derived files from the
+    # stored vectors, and persist them if we may write.
+    state = rebuild_state(index, version)
+    try:
+        with WriteLock(index.path, timeout=0):
+            if index._same_store():  # never derived files of an old store into a new folder
+                persist(index, state)
+    except (IndexLockedError, IndexWriteError, OSError):
+        pass
+    state.manifest_mtime = modified_ns(index.path / "manifest.json")
+    return state
+
+
+def writer_active(path: Path) -> bool:
+    try:
+        with WriteLock(path, timeout=0):
+            return False
+    except IndexLockedError:
+        return True
+    except (IndexWriteError, OSError):  # a read-only folder: nobody writes there
+        return False
+
+def rebuild_state(index: Index, version: int, store: Store | None = None) -> State:
+    store = store or index.store
+    _, n = store.counts()
+    kind = "auto" if index.requested == "auto" else index.kind
+    shards = len((read_manifest(index.path) or {}).get("shards") or ())
+    if shards > 1:  # a sharded index stays sharded (rag.scale.shards)
+        from rag.scale.shards import build_state
+
+        return build_state(store, index.dim, kind, shards, version)
+    vec = Vectors.build(index.dim, kind, store.iter_live_vectors(), n)
+    return State(version, vec, Lexical.build(store.iter_live_texts()), 0)
+
+
 def update_derived(index: Index, writer: Store, version: int, new_ids: list[int],
                    gone_ids: list[int]) -> None:
     """Bring FAISS/BM25 up to `version` (incrementally where possible) and persist.
@@ -87,7 +165,7 @@ def update_derived(index: Index, writer: Store, version: int, new_ids: list[int]
         if old is None or old.version != version - 1:
             # Not loaded here (`rag index FILE` never searches): start from the previous
             # version's files rather than rebuilding (and retraining IVF) from scratch.
-            old = index._persisted(version - 1)
+            old = persisted(index, version - 1)
         state: State | None = None
         if old is not None and not isinstance(old.vectors, Vectors):
             old = None  # sharded: the shards are re-derived from the store
@@ -107,7 +185,7 @@ def update_derived(index: Index, writer: Store, version: int, new_ids: list[int]
                 lex = old.lexical.updated(new, writer.texts(list(new)), gone)
                 state = State(version, vec, lex, 0)
         if state is None:
-            state = index._rebuild_state(version, writer)
+            state = rebuild_state(index, version, writer)
         persist(index, state, writer)
         state.manifest_mtime = modified_ns(index.path / "manifest.json")
         index._state = state
@@ -119,7 +197,7 @@ def finish_derived(index: Index, writer: Store) -> None:
     if (read_manifest(index.path) or {}).get("version") == writer.version:
         return
     with index._lock:
-        state = index._rebuild_state(writer.version, writer)
+        state = rebuild_state(index, writer.version, writer)
         persist(index, state, writer)
         state.manifest_mtime = modified_ns(index.path / "manifest.json")
         index._state = state

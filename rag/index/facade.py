@@ -27,7 +27,6 @@ import numpy as np
 from rag.embed.embedder import DEFAULT_MODEL, Embedder, embedder_for
 from rag.errors import (
     IndexCorruptError,
-    IndexLockedError,
     IndexNotFoundError,
     IndexWriteError,
     InputError,
@@ -35,18 +34,16 @@ from rag.errors import (
 )
 from rag.index import writer as _writer
 from rag.index.derived import State as _State
-from rag.index.derived import persist
+from rag.index.derived import load_state
 from rag.index.folder import (
     Progress,
-    WriteLock,
     modified_ns,
     read_manifest,
 )
-from rag.index.lexical import Lexical
 from rag.index.rebuild import complete_swap, complete_swap_pending
 from rag.index.rebuild import rebuild as _rebuild
 from rag.index.store import FORMAT, ArticleInfo, Store
-from rag.index.vectors import KINDS, Vectors
+from rag.index.vectors import KINDS
 from rag.index.writer import (
     CACHE_FILE,
     IndexReport,
@@ -225,7 +222,7 @@ class Index:
             if self._state is None or self._state.behind or self._state.manifest_mtime != mtime:
                 if not self._follow_rebuild() and self._state is not None:
                     return self._state  # the folder is being swapped: keep what we have
-                self._state = self._load_state()
+                self._state = load_state(self)
             return self._state
 
     def _same_store(self) -> bool:
@@ -247,73 +244,6 @@ class Index:
         self.chunking, self.kind, self.requested = new.chunking, new.kind, new.requested
         self._store_id, self._state = now, None
         return True
-
-    def _persisted(self, version: int) -> _State | None:
-        """The derived files on disk, if they are those of `version` and readable."""
-        manifest = read_manifest(self.path)
-        mtime = modified_ns(self.path / "manifest.json")
-        if not manifest or manifest.get("version") != version:
-            return None
-        try:
-            if manifest.get("shards"):  # partitions of one version (rag.scale.shards)
-                from rag.scale import shards
-
-                return _State(version, *shards.load(self.path, manifest), mtime)  # type: ignore[arg-type]
-            vec = Vectors.load(self.path / manifest["vectors"], manifest["kind"])
-            lex = Lexical.load(self.path / manifest["bm25"])
-        except Exception:  # unreadable cache: the caller rebuilds it
-            return None
-        return _State(version, vec, lex, mtime)
-
-    def _load_state(self) -> _State:
-        version = self.store.version
-        loaded = self._persisted(version)
-        if loaded is not None:
-            return loaded
-        # Derived files are missing or behind the store. While a writer holds the lock it
-        # is between its commit and its manifest swap: serve the version before, as
-        # searches already running do (rebuilding 1M vectors here would take minutes).
-        if self._writer_active():
-            mtime = modified_ns(self.path / "manifest.json")
-            if self._state is not None and self._state.manifest_mtime == mtime:
-                return self._state
-            manifest = read_manifest(self.path) or {}
-            previous = self._persisted(int(manifest.get("version", -1)))
-            if previous is not None:
-                previous.behind = True
-                return previous
-        # Else a write was interrupted after its commit: rebuild the derived files from the
-        # stored vectors, and persist them if we may write.
-        state = self._rebuild_state(version)
-        try:
-            with WriteLock(self.path, timeout=0):
-                if self._same_store():  # never derived files of an old store into a new folder
-                    persist(self, state)
-        except (IndexLockedError, IndexWriteError, OSError):
-            pass
-        state.manifest_mtime = modified_ns(self.path / "manifest.json")
-        return state
-
-    def _writer_active(self) -> bool:
-        try:
-            with WriteLock(self.path, timeout=0):
-                return False
-        except IndexLockedError:
-            return True
-        except (IndexWriteError, OSError):  # a read-only folder: nobody writes there
-            return False
-
-    def _rebuild_state(self, version: int, store: Store | None = None) -> _State:
-        store = store or self.store
-        _, n = store.counts()
-        kind = "auto" if self.requested == "auto" else self.kind
-        shards = len((read_manifest(self.path) or {}).get("shards") or ())
-        if shards > 1:  # a sharded index stays sharded (rag.scale.shards)
-            from rag.scale.shards import build_state
-
-            return build_state(store, self.dim, kind, shards, version)
-        vec = Vectors.build(self.dim, kind, store.iter_live_vectors(), n)
-        return _State(version, vec, Lexical.build(store.iter_live_texts()), 0)
 
     # -- updates ---------------------------------------------------------------------------
     def add(self, paths: Iterable[str | os.PathLike[str]], *, sync: bool = False,

@@ -354,8 +354,8 @@ def parse_date(value: object) -> str | None:
     if a.date() != b.date():  # year, month or day missing: no date worth reporting
         return None
     if a.hour != b.hour:  # no time of day given
-        return a.date().isoformat()
-    return a.isoformat(timespec="seconds")
+        return str(a.date().isoformat())  # str(): dateutil is untyped
+    return str(a.isoformat(timespec="seconds"))
 
 
 def _make(f: _File, *, title: str, text: str, ident: str | None = None,
