@@ -7,19 +7,19 @@ Formats: .txt, .md, .html/.htm, .json (object or list), .jsonl. Only a missing p
 
 from __future__ import annotations
 
-import codecs
 import hashlib
 import json
 import os
 import re
 import warnings
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from rag.errors import InputError
+from rag.ingest.decode import _INVISIBLE, Unreadable, _decode, read_text
+from rag.ingest.files import Skipped, iter_files, shown
 
 
 @dataclass(frozen=True)
@@ -37,41 +37,10 @@ class Article:
     content_hash: str = ""
 
 
-@dataclass(frozen=True)
-class Skipped:
-    """A file, folder or JSON record that was not indexed, and why.
-
-    `path` is what to show ("file.jsonl:7" for a line); `file` is the file or folder it
-    belongs to, so a sync knows which stored articles it must keep (never parse `path`:
-    a folder may be called "2024:news")."""
-
-    path: str
-    reason: str
-    file: str = field(default="", compare=False)  # where it was found, not what it is
-
-    @property
-    def source(self) -> str:
-        """The file or folder that could not be (fully) read."""
-        return self.file or self.path
-
-
 SUPPORTED_SUFFIXES = (".txt", ".md", ".html", ".htm", ".json", ".jsonl")
 MAX_FILE_BYTES = 256 * 1024 * 1024  # one file is held in memory at a time; cap what that means
 
-# Zero-width and bidi-control characters are invisible and used for spoofing; C0/C1 controls
-# (other than tab and newline) are never text. Everything else, accents included, is kept.
-_INVISIBLE = re.compile(
-    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff]"
-)
 _SPACE = re.compile(r"\s")
-_CONTROL_BYTES = bytes([*range(0x09), *range(0x0E, 0x20), 0x7F])
-_NOT_CONTROL = bytes(b for b in range(256) if b not in _CONTROL_BYTES)
-_ASCII = bytes(range(128))
-_BOMS = (  # UTF-32 first: its little-endian BOM starts with UTF-16's
-    (codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
-    (codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"),
-)
-
 _HOURS = {"IST": 5.5, "GMT": 0, "UTC": 0, "EST": -5, "EDT": -4, "CST": -6, "CDT": -5, "MST": -7,
           "MDT": -6, "PST": -8, "PDT": -7, "CET": 1, "CEST": 2, "BST": 1, "EET": 2, "EEST": 3,
           "MSK": 3, "JST": 9, "AEST": 10, "AEDT": 11}  # IST is India's (the seed articles')
@@ -93,10 +62,6 @@ _BOILERPLATE = re.compile(
 )
 _FRONT_MATTER = re.compile(r"---[ \t]*\n(.*?)\n(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.DOTALL)
 _TEXT_KEYS = ("text", "body", "content")
-
-
-class _Skip(Exception):
-    """Internal: this file or record is not indexed; the message is the reason."""
 
 
 @dataclass(frozen=True)
@@ -127,93 +92,6 @@ def _iter_articles(files: Iterator[tuple[Path, str] | Skipped]) -> Iterator[Arti
             yield from articles_in_file(*item)
 
 
-def iter_files(paths: Iterable[str | os.PathLike[str]], *,
-               follow_links: bool = False) -> Iterator[tuple[Path, str] | Skipped]:
-    """(file, its name relative to its root) for every file `iter_articles` would read, in
-    the same order, or a `Skipped`: lets another process parse them (`articles_in_file`).
-    Raises `InputError` at once for a path that does not exist."""
-    if isinstance(paths, (str, os.PathLike)):  # a lone path, not an iterable of characters
-        paths = [paths]
-    roots = [Path(p) for p in paths]
-    for root in roots:
-        if not root.exists():
-            raise InputError(f"No such file or folder: '{root}' (resolved from {Path.cwd()}). "
-                             "Check the spelling, or give the folder that holds your articles.")
-    return _iter_roots(roots, follow_links)
-
-
-def _iter_roots(roots: list[Path], follow_links: bool) -> Iterator[tuple[Path, str] | Skipped]:
-    for root in roots:
-        if root.is_dir():
-            real = os.path.realpath(root)
-            yield from _iter_folder(root, _Walk(root, real, follow_links, {real}))
-        elif root.is_file():
-            yield root.absolute(), root.name
-        else:
-            yield Skipped(shown(root), "not a regular file or folder")
-
-
-@dataclass
-class _Walk:
-    base: Path  # the folder argument (ids are relative to it)
-    real: str  # its real path: links leading out of it are not followed by default
-    follow_links: bool
-    seen: set[str]  # real paths of folders walked (followed links can loop)
-
-
-def shown(path: Path | str) -> str:
-    """A path as text that can always be printed and stored (undecodable bytes as \\xNN)."""
-    return os.fsencode(os.path.abspath(path)).decode("utf-8", "backslashreplace")
-
-
-def _iter_folder(folder: Path, walk: _Walk) -> Iterator[tuple[Path, str] | Skipped]:
-    try:
-        with os.scandir(folder) as it:
-            entries = sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
-    except OSError as e:
-        yield Skipped(shown(folder), f"cannot read folder ({e.strerror or e})")
-        return
-    for entry in entries:
-        path = Path(entry.path)
-        try:
-            kind = _classify(entry, walk)
-        except OSError as e:  # a link loop, a vanished entry, a permission: this entry only
-            kind = f"cannot read ({e.strerror or e})"
-        if kind == "folder":
-            yield from _iter_folder(path, walk)
-        elif kind == "file":
-            yield path.absolute(), path.relative_to(walk.base).as_posix()
-        else:
-            yield Skipped(shown(path), kind)
-
-
-def _classify(entry: os.DirEntry[str], walk: _Walk) -> str:
-    """"folder", "file", or the reason the entry is skipped."""
-    try:
-        entry.name.encode("utf-8")
-    except UnicodeEncodeError:
-        return "the name is not valid UTF-8; rename it (for example with convmv)"
-    if entry.is_dir(follow_symlinks=False):
-        return "folder"
-    if not entry.is_symlink():
-        return "file" if entry.is_file(follow_symlinks=False) else \
-            "not a regular file (a device, socket or pipe?)"
-    target = os.path.realpath(entry.path)
-    os.stat(entry.path)  # raises for a loop or a broken link: the reason says which
-    inside = target == walk.real or target.startswith(walk.real.rstrip(os.sep) + os.sep)
-    if not inside and not walk.follow_links:
-        return (f"symbolic link to {shown(target)}, outside {shown(walk.base)}; not followed "
-                "(pass --follow-links to index it)")
-    if entry.is_dir():
-        if not walk.follow_links:
-            return "symlinked folder not followed; pass it directly or use --follow-links"
-        if target in walk.seen:
-            return "folder already indexed through another path (a link loop?)"
-        walk.seen.add(target)
-        return "folder"
-    return "file" if entry.is_file() else "not a regular file (a device, socket or pipe?)"
-
-
 def articles_in_file(path: Path, rel: str) -> Iterator[Article | Skipped]:
     """The articles in one file (`rel`: its name relative to the folder given), or why not.
     Never raises: a parser bug or a missing library skips this file with the reason."""
@@ -232,7 +110,7 @@ def articles_in_file(path: Path, rel: str) -> Iterator[Article | Skipped]:
         return
     try:
         yield from parse(_read(f.path), f)
-    except _Skip as e:
+    except Unreadable as e:
         yield Skipped(shown(f.path), str(e))
     except Exception as e:  # a parser bug or a broken library costs this file, not the run
         yield Skipped(shown(f.path), f"could not be parsed ({type(e).__name__}: {e})")
@@ -242,69 +120,17 @@ def _read(path: Path) -> str:
     try:
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
-            raise _Skip(f"file too large ({size // 2**20} MB, limit {MAX_FILE_BYTES // 2**20} "
+            raise Unreadable(f"file too large ({size // 2**20} MB, limit {MAX_FILE_BYTES // 2**20} "
                         "MB); split it into one file per article")
         data = path.read_bytes()
     except OSError as e:
-        raise _Skip(f"cannot read file ({e.strerror or e})") from None
+        raise Unreadable(f"cannot read file ({e.strerror or e})") from None
     if not data or data.isspace():  # isspace, not strip: no copy of a 50 MB file
-        raise _Skip("empty file")
+        raise Unreadable("empty file")
     text = _decode(data)
     if not text or text.isspace():
-        raise _Skip("no text")
+        raise Unreadable("no text")
     return text
-
-
-def read_text(path: str | os.PathLike[str]) -> str:
-    """Read a text file of any common encoding, cleaned for indexing.
-
-    Decoding: a BOM (UTF-8/16/32) wins; then strict UTF-8; then UTF-8 with replacement
-    characters if the file is mostly valid UTF-8 with a few broken bytes; then cp1252, then
-    latin-1 (which never fails). Newlines become \\n; zero-width, bidi-control and other
-    control characters are removed. Binary files raise `InputError`.
-    """
-    p = Path(path)
-    try:
-        data = p.read_bytes()
-    except OSError as e:
-        raise InputError(f"Cannot read '{p}' ({e.strerror or e}); check the path and its "
-                         "permissions.") from None
-    try:
-        return _decode(data)
-    except _Skip as e:
-        raise InputError(f"'{p}' is not text: {e}. Remove it or give a text file.") from None
-
-
-def _decode(data: bytes) -> str:
-    for bom, codec in _BOMS:
-        if data.startswith(bom):
-            text = data.decode(codec, errors="replace")
-            break
-    else:
-        if b"\x00" in data:
-            raise _Skip("binary file (NUL bytes)")
-        sample = data[:65536]
-        if len(sample.translate(None, _NOT_CONTROL)) * 10 > len(sample):
-            raise _Skip("binary file (mostly non-text bytes)")
-        text = _decode_unmarked(data)
-    return _INVISIBLE.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
-
-
-def _decode_unmarked(data: bytes) -> str:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
-    loose = data.decode("utf-8", errors="replace")
-    bad = loose.count("\ufffd") - data.count("\ufffd".encode())
-    ascii_bytes = len(data) - len(data.translate(None, _ASCII))
-    valid_multibyte = len(loose) - ascii_bytes - bad
-    if valid_multibyte >= bad:  # UTF-8 with a few broken bytes: keep the rest right
-        return loose
-    try:
-        return data.decode("cp1252")
-    except UnicodeDecodeError:  # five bytes are undefined in cp1252; latin-1 never fails
-        return data.decode("latin-1")
 
 
 def content_hash(title: str, text: str) -> str:
@@ -365,7 +191,7 @@ def _make(f: _File, *, title: str, text: str, ident: str | None = None,
     title = " ".join(_INVISIBLE.sub("", title).split())
     text = _tidy(text)  # callers pass text already cleaned of invisibles (once: 50 MB files)
     if not text:
-        raise _Skip("no text")
+        raise Unreadable("no text")
     return Article(
         id=ident or url or f.rel, title=title, text=text, published=published,
         source=source, url=url, path=str(f.path), author=author,
@@ -469,7 +295,7 @@ def _parse_html(text: str, f: _File) -> Iterator[Article]:
     try:
         import trafilatura  # heavy (~0.3 s): imported only when an HTML file shows up
     except ImportError as e:  # e.g. lxml without lxml_html_clean: only HTML files need it
-        raise _Skip(f"HTML support is not installed ({e}); run `pip install trafilatura "
+        raise Unreadable(f"HTML support is not installed ({e}); run `pip install trafilatura "
                     "lxml_html_clean` and index again") from None
 
     try:
@@ -478,13 +304,13 @@ def _parse_html(text: str, f: _File) -> Iterator[Article]:
             date_extraction_params={"outputformat": "%Y-%m-%dT%H:%M:%S%z", "original_date": True},
         )
     except Exception as e:
-        raise _Skip(f"could not parse HTML ({type(e).__name__}: {e})") from None
+        raise Unreadable(f"could not parse HTML ({type(e).__name__}: {e})") from None
     lines = _trim(((getattr(doc, "text", None) or "") if doc is not None else "").split("\n"))
     title = _INVISIBLE.sub("", getattr(doc, "title", None) or "").strip()
     if lines and title and lines[0].strip() == title:  # trafilatura repeats the <h1>
         lines = _trim(lines[1:])
     if not lines:
-        raise _Skip("no article text found in HTML")
+        raise Unreadable("no article text found in HTML")
     date = getattr(doc, "date", None) or ""
     if date.endswith("T00:00:00"):  # htmldate found a day only; do not invent a midnight
         date = date[:10]
@@ -499,7 +325,7 @@ def _parse_json(text: str, f: _File) -> Iterator[Article | Skipped]:
     try:
         data = json.loads(text)
     except (ValueError, RecursionError) as e:
-        raise _Skip(f"invalid JSON ({_json_error(e)})") from None
+        raise Unreadable(f"invalid JSON ({_json_error(e)})") from None
     if isinstance(data, list):
         for n, item in enumerate(data, start=1):
             yield _record(item, f, where=f"item {n}", fallback_id=f"{f.rel}#{n}")
@@ -545,7 +371,7 @@ def _record(obj: object, f: _File, *, where: str, fallback_id: str) -> Article |
             published=parse_date(next((obj[k] for k in ("published", "date") if obj.get(k)),
                                       None)),
         )
-    except _Skip as e:
+    except Unreadable as e:
         return Skipped(path, f"{prefix}{e}", shown(f.path))
 
 
@@ -561,3 +387,8 @@ _PARSERS: dict[str, Callable[[str, _File], Iterator[Article | Skipped]]] = {
     ".txt": _parse_txt, ".md": _parse_md, ".html": _parse_html, ".htm": _parse_html,
     ".json": _parse_json, ".jsonl": _parse_jsonl,
 }
+
+
+__all__ = ["MAX_FILE_BYTES", "SUPPORTED_SUFFIXES", "Article", "Skipped", "articles_in_file",
+           "content_hash", "is_dateline", "iter_articles", "iter_files", "parse_date",
+           "read_text", "shown"]
