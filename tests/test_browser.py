@@ -183,6 +183,7 @@ def test_abstention_and_filter_said_plainly(page: Any) -> None:
     assert titles and len(titles) == len(set(titles))  # each article's title once
 
     page.get_by_text("Settings").click()
+    assert page.get_by_text("Answer mode").count() == 0  # no LLM configured: no choice
     page.locator("#rag-after input, #rag-after textarea").first.fill("2030-01-01")
     answer = ask(page, MISSILES, 2)
     assert "Not in the articles." in answer.inner_text()
@@ -210,12 +211,21 @@ def test_nothing_overlaps(page: Any, size: dict[str, int], tmp_path: Path) -> No
     ask(page, MISSILES, 1)
     ask(page, "Who did Russia order to leave the country on allegations of spying?", 2)
     page.locator("#rag-chat [data-testid='bot']").first.click()
-    bubbles = boxes(page, "#rag-chat .message")
-    controls = boxes(page, "#rag-chat label, #rag-chat .icon-button, #rag-chat button:not("
-                           ".message button)")
+    selectors = ("#rag-chat .message", "#rag-chat label, #rag-chat .icon-button, "
+                 "#rag-chat button:not(.message button)")
+    before: list[list[dict[str, float]]] = []
+    for _ in range(50):  # until the chat has finished rendering and scrolling
+        now = [boxes(page, sel) for sel in selectors]
+        if now == before:
+            break
+        before = now
+        page.wait_for_timeout(100)
+    bubbles, controls = before
     assert len(bubbles) >= 4
     for c in controls:
-        assert not any(overlap(c, b) for b in bubbles), c
+        assert not any(overlap(c, b) for b in bubbles), (c, bubbles, page.evaluate(
+            "[...document.querySelectorAll('#rag-chat .icon-button')].map(e => "
+            "e.getAttribute('aria-label') + ' ' + e.parentElement.className)"))
     page_controls = boxes(page, "#rag-new, #rag-delete, #rag-export, #rag-question, "
                                 "#rag-convs, #rag-chat")
     for i, a in enumerate(page_controls):

@@ -1,5 +1,5 @@
-"""What people see in a terminal or a log: `rag search` lines, indexing progress in a log,
-and Ctrl-C stopping the chat server.
+"""What people see as an answer is worked on: `rag search` lines, indexing progress in a
+log, Ctrl-C stopping the chat server, and an LLM answer streamed sentence by sentence.
 
 The CLI runs in a subprocess with the fake embedder (conftest's `driver`); stdout and
 stderr are pipes, as when output goes to a log file.
@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import child_env
 from test_app import ROOT, start_app
+from test_llm import Reply, server  # noqa: F401 - the fixture
 
 SEED = ROOT / "seeds"
 
@@ -71,3 +72,25 @@ def test_ctrl_c_stops_the_server(tmp_path: Path) -> None:
         stream.kill()
         if proc.poll() is None:
             proc.kill()
+
+
+@pytest.mark.slow
+def test_llm_stream_shows_only_verified_sentences(seed_index, server) -> None:  # noqa: F811
+    """Sentence by sentence, each shown once it passed verification: the unsupported one
+    never appears, not even for a moment."""
+    from rag import OpenAICompatible, answer_stream
+    from rag.results import Answer
+
+    server.script(Reply(deltas=(
+        "According to a U.S. official, just two of the ", "missiles were intercepted [1]. ",
+        "Five missiles hit Moscow [1]. ", "The missiles struck an ammunition supply ",
+        "location in Karachev [1]. ", "That is all.")))
+    llm = OpenAICompatible(server.base_url, "test-model", backoff=0.01, retries=1)
+    parts = list(answer_stream("How many missiles were intercepted?", seed_index,
+                               mode="llm", llm=llm))
+    texts = [p for p in parts if isinstance(p, str)]
+    final = parts[-1]
+    assert isinstance(final, Answer) and "Moscow" not in final.text
+    assert len(texts) >= 2 and all("Moscow" not in t for t in texts)
+    assert texts[0].startswith("According to a U.S. official, just two") and "[1]" in texts[0]
+    assert all(b.startswith(a.rstrip(" .")[:40]) for a, b in zip(texts, texts[1:]))  # grows

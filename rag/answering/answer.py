@@ -7,9 +7,10 @@ checked against the passage it cites; unsupported sentences are dropped.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rag.answering.abstain import ABSTAIN_AT, judge
 from rag.answering.extractive import score_sentences, select
@@ -83,8 +84,9 @@ def answer_stream(
 ) -> Iterator[str | Answer]:
     """Like `answer()`, but yields the answer text as it grows, then the final `Answer`.
 
-    The final `Answer` is authoritative: in LLM mode, sentences streamed early may be
-    dropped by verification.
+    In LLM mode the text grows sentence by sentence, each shown only once verification
+    against its cited passage passed (`ground_reply` on the sentences ended so far). The
+    final `Answer` is authoritative (the whole reply verified at once).
     """
     question = _clean_question(question)
     if mode not in ANSWER_MODES:
@@ -216,6 +218,42 @@ def _abstain(question: str, hits: Sequence[Hit], confidence: float, mode: str = 
                   abstained=True, mode=mode, confidence=round(confidence, 4), dropped=dropped)
 
 
+_SENTENCE_END = re.compile(r"[.!?][\"\u201d')]*(?:\s*\[[^\]]*\])*\s+(?=[^\s\[])")
+
+
+def complete_sentences(reply: str) -> str:
+    """The part of a streaming reply whose sentences have ended (markers after the full
+    stop included: they may still be coming until the next sentence starts).
+
+    >>> complete_sentences("Two were intercepted. [1] Five hit Mos")
+    'Two were intercepted. [1] '
+    >>> complete_sentences("Two were intercepted [1")
+    ''
+    """
+    ends = list(_SENTENCE_END.finditer(reply))
+    return reply[: ends[-1].end()] if ends else ""
+
+
+class _Memo:
+    """An embedder that embeds each distinct text once (streaming verification asks for the
+    same passages after every sentence)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.name: str = inner.name
+        self.dim: int = inner.dim
+        self.cache: dict[str, Any] = {}
+
+    def embed(self, texts: Sequence[str]) -> Any:
+        import numpy as np
+
+        missing = list(dict.fromkeys(t for t in texts if t not in self.cache))
+        if missing:
+            for t, v in zip(missing, self.inner.embed(missing), strict=True):
+                self.cache[t] = v
+        return np.stack([self.cache[t] for t in texts]) if texts else self.inner.embed([])
+
+
 def _llm_rewrite(question: str, history: Sequence[Turn], llm: Generator) -> str | None:
     """A standalone search query written by the LLM; None (use the heuristic) if it fails."""
     from rag.answering.prompt import clean_rewrite, rewrite_messages
@@ -236,11 +274,18 @@ def _llm_stream(question: str, hits: Sequence[Hit], index: Index, history: Seque
         yield NOT_IN_ARTICLES
         yield _abstain(question, hits, 0.0, mode="llm")
         return
-    reply = ""
+    reply, checked, shown = "", "", ""
+    embedder = _Memo(index.embedder)  # each check re-embeds the same passages: once is enough
     for delta in llm.generate(build_messages(question, hits, history)):
         reply += delta
-        yield reply
-    grounded = ground_reply(reply, hits, index.embedder)
+        done = complete_sentences(reply)
+        if len(done) > len(checked):  # a sentence ended: show what passes verification
+            checked = done
+            partial = ground_reply(done, hits, embedder)
+            if partial.text and partial.text != shown:
+                shown = partial.text
+                yield shown
+    grounded = ground_reply(reply, hits, embedder)
     if grounded.abstained:
         yield _abstain(question, hits, 0.0, mode="llm", dropped=grounded.dropped)
         return

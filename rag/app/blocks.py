@@ -264,6 +264,9 @@ def _respond(service: Service, message: str, raw: Any, k: float, after: str, bef
         for part in service.ask(message, conv.history() if conv else [], s):
             if isinstance(part, Answer):
                 final = part
+            elif s.mode == "llm":  # verified sentences so far (extractive: one final text)
+                chat[-1]["content"] = chat_text(part) + "\n\n_Checking the next sentence…_"
+                yield working(what)
         assert final is not None
     except RagError as e:
         chat[-1]["content"] = chat_text(f"Error: {e}")
