@@ -14,8 +14,9 @@ Between runs articles are added, changed and removed. After every run the index 
 opened and checked: it loads, the store passes SQLite's integrity check, FAISS and BM25
 hold exactly the live chunks, no chunk or content is live twice, and it holds exactly the
 state before the run or the one the run was writing (that one, if it exited 0).
-`--resume-at F` instead builds the corpus once, kills it when its progress bar reaches F,
-re-runs it, and reports the share of embedding the re-run did again.
+`--resume-at F` instead kills one build when it has started the fraction F of its
+embedding work (texts; counted beforehand with the fake embedder), re-runs it, and reports
+how much the re-run embedded again.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import argparse
 import json
 import os
 import random
-import re
 import shutil
 import signal
 import sqlite3
@@ -44,11 +44,16 @@ sys.path.insert(0, {tests!r})
 import rag.cli
 
 def wrap(base, log, ms):
+    kill_after = int(os.environ.get("KILL_LOOP_KILL_AFTER", "0"))
     class Logged(type(base)):
+        done = 0
         def embed(self, texts):
             with open(log, "a") as f:  # logged before the work: a kill loses it
                 f.write("".join(hashlib.sha1(t.encode()).hexdigest()[:16] + "\\n"
                                 for t in texts))
+            Logged.done += len(texts)
+            if kill_after and Logged.done >= kill_after:  # killed inside this call
+                os.kill(os.getpid(), 9)
             if ms:
                 time.sleep(ms * len(texts) / 1000)
             return super().embed(texts)
@@ -144,16 +149,17 @@ def expected(corpus: Path, embedder: object) -> State:
 class Runner:
     def __init__(self, work: Path, fake: bool, ms: float) -> None:
         self.work, self.ms = work, ms
-        self.driver = work / "driver.py"
+        self.driver = work / f"driver-{'fake' if fake else 'real'}.py"
         self.driver.write_text(DRIVER.format(tests=str(ROOT / "tests"), fake=fake))
         self.runs = 0
 
-    def start(self, args: list[str]) -> tuple[subprocess.Popen[bytes], Path, threading.Event,
-                                              list[bytes]]:
+    def start(self, args: list[str], kill_after: int = 0
+              ) -> tuple[subprocess.Popen[bytes], Path, threading.Event, list[bytes]]:
         self.runs += 1
-        log = self.work / f"run{self.runs:03d}.log"
+        log = self.work / f"{self.driver.stem}-{id(self)}-run{self.runs:03d}.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
-        env.update(KILL_LOOP_LOG=str(log), KILL_LOOP_MS=str(self.ms), HF_HUB_OFFLINE="1")
+        env.update(KILL_LOOP_LOG=str(log), KILL_LOOP_MS=str(self.ms), HF_HUB_OFFLINE="1",
+                   KILL_LOOP_KILL_AFTER=str(kill_after))
         proc = subprocess.Popen([sys.executable, str(self.driver), *args],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         started, err = threading.Event(), []
@@ -217,7 +223,8 @@ def kill_loop(args: argparse.Namespace, work: Path, emb: object, pool: list[str]
         proc, log, started, _err = runner.start(cmd)
         started.wait(600)
         t0 = time.monotonic()
-        delay = rng.uniform(0.05, 1.2) * (span or 5.0)
+        # Mostly mid-run; about one run in five completes (and sets the next span).
+        delay = rng.uniform(0.05, 1.5) * max(span or 5.0, 5.0)
         try:
             rc = proc.wait(delay)
             span = time.monotonic() - t0
@@ -275,10 +282,12 @@ def rebuild_races(args: argparse.Namespace, work: Path, emb: object, pool: list[
         base, extra, index = work / f"race{r}-base", work / f"race{r}-extra", work / f"race{r}-idx"
         for d in (base, extra):
             d.mkdir()
-        half = len(pool) // 4
+        # Small enough that either finishes within the other's 10 s lock wait on a busy
+        # machine; a writer that still times out says so (exit 1) and changes nothing.
+        half = min(40, len(pool) // 4)
         for i in range(half):
             (base / f"a{i:05d}.txt").write_text(pool[i], encoding="utf-8")
-        for i in range(half, min(len(pool), half + rng.randint(20, 80))):
+        for i in range(half, min(len(pool), half + rng.randint(10, 30))):
             (extra / f"a{i:05d}.txt").write_text(pool[i], encoding="utf-8")
         seed = work / f"race{r}-seed"
         seed.mkdir()
@@ -294,9 +303,14 @@ def rebuild_races(args: argparse.Namespace, work: Path, emb: object, pool: list[
         state, problems = check(index, emb)
         out["races"] += 1
         out["corrupt"] += bool(problems)
-        rebuilt, both = expected(base, emb), {**expected(base, emb), **expected(extra, emb)}
-        if rcs[id(writer)] not in (0, 3):
-            out["writer_refused"] += 1  # it waited 10 s for the lock and said so
+        rebuilt, extra_state = expected(base, emb), expected(extra, emb)
+        both, unrebuilt = {**rebuilt, **extra_state}, {**expected(seed, emb), **extra_state}
+        if rcs[id(writer)] not in (0, 3):  # it waited 10 s for the lock, said so, did nothing
+            out["writer_refused"] += 1
+            both = rebuilt
+        if rcs[id(rebuild)] not in (0, 3):
+            out["rebuild_refused"] = out.get("rebuild_refused", 0) + 1
+            rebuilt = unrebuilt
         order = "writer last" if state == both else "rebuild last" if state == rebuilt else "?"
         out["orders"].append(order)
         out["wrong_state"] += order == "?"
@@ -306,38 +320,48 @@ def rebuild_races(args: argparse.Namespace, work: Path, emb: object, pool: list[
 
 
 def resume_at(args: argparse.Namespace, work: Path, pool: list[str]) -> dict:
-    """Kill one build at `args.resume_at` of its progress, re-run; the redone share."""
+    """Kill one build when it has started `args.resume_at` of its embedding work, re-run
+    it, and count what the re-run embedded again. The whole build's work is counted first
+    with the fake embedder (no model time): chunks and sentences are the same texts."""
     corpus, index = work / "corpus", work / "index"
     corpus.mkdir()
     for i, text in enumerate(pool):
         (corpus / f"a{i:05d}.txt").write_text(text, encoding="utf-8")
+    counter = Runner(work, True, 0.0)
+    proc, log0, _, _ = counter.start(["index", str(corpus), "--index", str(work / "count"), "-q"])
+    proc.wait()
+    whole = len(texts(log0))
     runner = Runner(work, args.embedder == "fake", args.fake_ms)
     t0 = time.monotonic()
-    proc, log, _started, err = runner.start(["index", str(corpus), "--index", str(index)])
-    pct = re.compile(rb"indexing:\s+(\d+)%")
-    while proc.poll() is None:
-        seen = [int(m) for m in pct.findall(b"".join(err[-4:]))]
-        if seen and seen[-1] >= args.resume_at * 100:
-            proc.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.2)
-    proc.wait()
+    proc, log, _, _ = runner.start(["index", str(corpus), "--index", str(index), "-q"],
+                                   kill_after=int(whole * args.resume_at))
+    killed_rc = proc.wait()
     killed_s = time.monotonic() - t0
     first = texts(log)
     t0 = time.monotonic()
     proc, log2, _, err2 = runner.start(["index", str(corpus), "--index", str(index), "-q"])
     rc = proc.wait()
     second = texts(log2)
-    out = b"".join(err2).decode(errors="replace")
     redone = set(first) & set(second)
-    return {"articles": len(pool), "killed_at_progress": args.resume_at,
-            "texts_embedded_before_kill": len(first), "texts_embedded_by_rerun": len(second),
-            "redone": len(redone), "redone_share_of_killed_work": round(
-                len(redone) / max(1, len(set(first))), 4),
-            "rerun_share_of_whole_build": round(
-                len(second) / max(1, len(set(first)) + len(set(second) - set(first))), 4),
+    state, problems = check(index, embedder_for(args))
+    return {"articles": len(pool), "whole_build_texts": whole,
+            "killed_after_texts": int(whole * args.resume_at), "killed_rc": killed_rc,
+            "texts_started_before_kill": len(first), "texts_embedded_by_rerun": len(second),
+            "redone": len(redone),
+            "redone_share_of_killed_work": round(len(redone) / max(1, len(set(first))), 4),
+            "rerun_share_of_whole_build": round(len(second) / max(
+                1, len(set(first)) + len(set(second) - set(first))), 4),
             "killed_run_s": round(killed_s, 1), "rerun_s": round(time.monotonic() - t0, 1),
-            "rerun_rc": rc, "rerun_stderr_tail": out[-300:]}
+            "rerun_rc": rc, "articles_indexed": len(state), "problems": problems,
+            "rerun_stdout": b"".join(err2).decode(errors="replace")[-300:]}
+
+
+def embedder_for(args: argparse.Namespace) -> object:
+    if args.embedder == "fake":
+        from fakes import FakeEmbedder
+        return FakeEmbedder()
+    from rag.embed.embedder import SentenceTransformerEmbedder
+    return SentenceTransformerEmbedder(threads=1)
 
 
 def main() -> int:
@@ -360,12 +384,7 @@ def main() -> int:
         return 0
     pool = scifact(args.scifact) if args.scifact else [synthetic(i) for i in range(args.articles)]
     sys.path.insert(0, str(ROOT / "tests"))
-    if args.embedder == "fake":
-        from fakes import FakeEmbedder
-        emb: object = FakeEmbedder()
-    else:
-        from rag.embed.embedder import SentenceTransformerEmbedder
-        emb = SentenceTransformerEmbedder(threads=1)
+    emb = embedder_for(args)
     work = Path(tempfile.mkdtemp(prefix="kill-loop-"))
     t0 = time.monotonic()
     try:
