@@ -157,10 +157,10 @@ def migrate_upload_ids(writer: Store, uploads: Path) -> dict[str, str]:
     place (chunks and vectors stay: nothing is re-embedded or duplicated). Old id -> new."""
     if not uploads.is_dir():
         return {}
-    root = os.path.realpath(uploads)
+    # The app stores uploads by their resolved path: a string compare, no syscall per article.
+    roots = {os.path.realpath(uploads), os.path.abspath(uploads)}
     pairs = {aid: UPLOAD_NAMESPACE + aid for aid, p in writer.article_paths().items()
-             if p and not aid.startswith(UPLOAD_NAMESPACE)
-             and os.path.dirname(os.path.realpath(p)) == root}
+             if p and not aid.startswith(UPLOAD_NAMESPACE) and os.path.dirname(p) in roots}
     return writer.rename_articles(pairs) if pairs else {}
 
 
