@@ -209,8 +209,8 @@ def overlap(a: dict[str, float], b: dict[str, float]) -> bool:
 def test_nothing_overlaps(page: Any, size: dict[str, int], tmp_path: Path) -> None:
     page.set_viewport_size(size)
     ask(page, MISSILES, 1)
-    ask(page, "Who did Russia order to leave the country on allegations of spying?", 2)
-    page.locator("#rag-chat [data-testid='bot']").first.click()
+    ask(page, "Who lowered the threshold for using nuclear weapons?", 2)
+    page.locator("#rag-chat [data-testid='bot'] a[href='#rag-cite-0-1']").last.click()
     selectors = ("#rag-chat .message", "#rag-chat label, #rag-chat .icon-button, "
                  "#rag-chat button:not(.message button)")
     before: list[list[dict[str, float]]] = []
