@@ -188,7 +188,7 @@ def _print_answer(ans: Any) -> None:
         for c in ans.citations:
             when = display_date(c.published)
             where = c.url or c.path or c.article_id
-            print(f"[{c.n}] {safe(c.title)}{f', as of {when}' if when else ''} ({safe(where)})")
+            print(f"[{c.n}] {safe(c.title)}{f', published {when}' if when else ''} ({safe(where)})")
             print(f"    \u201c{safe(c.quote)}\u201d (chars {c.start}-{c.end})")
     for d in ans.dropped:
         print(f"dropped (not supported by its source): {safe(d)}", file=sys.stderr)

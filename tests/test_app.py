@@ -347,3 +347,44 @@ def test_upload_report_and_removal(service: object, tmp_path: Path) -> None:
                                                          "_2F.._2Fevil.txt"]
     assert sorted(a.id for a in service.index().articles()) == [
         "upload:000_1511c0eeef884a91.txt", "upload:_2F.._2Fevil.txt"]
+
+
+def test_answer_shows_working_state_then_is_saved(service: object) -> None:
+    from rag.app.blocks import _respond
+    from rag.app.history import Store
+
+    seen = []
+    for out in _respond(service, "How many missiles were intercepted?", Store().to_json(),
+                        5, "", "", None):  # type: ignore[arg-type]
+        chat, panel = out[2], out[3]
+        seen.append((json.dumps(chat) if isinstance(chat, list) else "", str(panel)))
+    assert "Searching the articles" in seen[0][0]  # at once, before any answer
+    assert 'data-testid="rag-working"' in seen[0][1]
+    store = Store.from_json(out[0])
+    conv = store.active()
+    assert conv is not None and conv.turns[0].question == "How many missiles were intercepted?"
+    assert "rag-working" not in seen[-1][1] and 'data-turn="0"' in seen[-1][1]
+
+
+def test_stored_quotes_are_rechecked_against_the_index(service: object, tmp_path: Path) -> None:
+    from rag.app.history import Quote
+    from rag.app.service import Service
+
+    assert isinstance(service, Service)
+    up = tmp_path / "up"
+    up.mkdir()
+    (up / "zorbex.txt").write_text(ZORBEX, encoding="utf-8")
+    service.add_files([str(up / "zorbex.txt")])
+    art = service.index().article("upload:zorbex.txt")
+    s = art.text.index("4.2 million euros")
+    q = Quote(1, art.id, art.title, None, None, None, "4.2 million euros", s, s + 17)
+    now = service.resolve(q)
+    assert now.state == "ok" and now.text[s - now.base:s - now.base + 17] == q.quote
+    (up / "zorbex.txt").write_text(ZORBEX.replace("4.2", "5.9"), encoding="utf-8")
+    service.add_files([str(up / "zorbex.txt")])  # the article changed under the quote
+    assert service.resolve(q).state == "changed"
+    assert "has changed since the answer" in service.article_view(
+        art.id, json.dumps([[s, s + 17, 1, q.quote]]))
+    assert "removed" in service.remove([art.id]), service.remove([art.id])
+    assert service.resolve(q).state == "gone", [a.id for a in service.index().articles()]
+    assert "no longer in the index" in service.article_view(art.id, "[]")

@@ -31,7 +31,7 @@ from rag.index.writer import UPLOAD_NAMESPACE
 from rag.ingest.articles import SUPPORTED_SUFFIXES
 from rag.ingest.dates import display_date
 from rag.options import ANSWER_MODES, AnswerMode, Filters
-from rag.results import Answer, Citation, Hit
+from rag.results import Answer
 
 _DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")
 _MAX_K = 50  # passages per question: beyond this the sources panel is unreadable
@@ -145,20 +145,6 @@ class Service:
         """`answer_stream` over the shared index with these settings."""
         yield from answer_stream(question, self.index(), history=history, k=s.k, mode=s.mode,
                                  llm=self.llm, filters=s.filters)
-
-    def passage(self, c: Citation, hits: Sequence[Hit]) -> tuple[str, int]:
-        """The passage citation `c` quotes from, and its offset in the article."""
-        for h in hits:
-            if h.article_id == c.article_id and h.chunk_id == c.chunk_id:
-                return h.text, h.start
-        try:
-            text = self.index().article(c.article_id).text
-        except RagError:
-            return c.quote, c.start
-        if c.chunk_end > c.chunk_start:
-            return text[c.chunk_start:c.chunk_end], c.chunk_start
-        start = max(0, c.start - _CONTEXT)
-        return text[start:c.end + _CONTEXT], start
 
     def resolve(self, q: Quote) -> Passage:
         """The passage a stored quote sits in, re-checked against the article as it is now

@@ -147,9 +147,11 @@ class Store:
         return dict(rows.fetchall())
 
     def article(self, article_id: str) -> Article | None:
+        # A removed article (soft-deleted until compaction) is not in the index: an old
+        # answer's card must say it is gone rather than show the removed text.
         row = self.db.execute(
             "SELECT id, title, text, published, source, url, path, author, content_hash "
-            "FROM articles WHERE id=?", (article_id,)
+            "FROM articles WHERE id=? AND deleted IS NULL", (article_id,)
         ).fetchone()
         return Article(*row) if row else None
 
