@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from rag.app.ui import add_serve_arguments
 from rag.errors import RagError
-from rag.options import ANSWER_MODES, SEARCH_MODES, Filters
+from rag.options import ANSWER_MODES, SEARCH_MODES, AnswerMode, Filters
 
 if TYPE_CHECKING:
     from rag.embed.embedder import Embedder
@@ -211,7 +211,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
     idx = _open_index(args)
     llm = _llm(args)
-    mode = args.mode or ("llm" if llm else "extractive")
+    mode: AnswerMode = args.mode or ("llm" if llm else "extractive")
     ans = answer(args.question, idx, k=args.k, mode=mode, llm=llm,
                  filters=_filters(args))
     if args.json:
@@ -226,7 +226,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
     idx = _open_index(args)
     llm = _llm(args)
-    mode = args.mode or ("llm" if llm else "extractive")
+    mode: AnswerMode = args.mode or ("llm" if llm else "extractive")
     history: list[tuple[str, str]] = []
     print("Ask about the articles (empty line or Ctrl-D to quit).")
     while True:

@@ -94,10 +94,10 @@ def answer_stream(
     if mode == "llm" and llm is None:
         raise InputError("LLM mode needs an endpoint: set RAG_LLM_BASE_URL and RAG_LLM_MODEL")
     query = None
-    if mode == "llm" and history and is_follow_up(question):
+    if llm is not None and mode == "llm" and history and is_follow_up(question):
         query = _llm_rewrite(question, history, llm)
     hits = retrieve(question, index, history=history, k=k, filters=filters, query=query)
-    if mode == "llm":
+    if llm is not None and mode == "llm":
         try:
             yield from _llm_stream(question, hits, index, history, llm)
             return

@@ -171,7 +171,7 @@ class OpenAICompatible:
             raise _Retryable(_network_message(exc, self)) from None
 
     def _wait(self, attempt: int, exc: _Retryable | None) -> float:
-        wait = self.backoff * (2**attempt)
+        wait = float(self.backoff * (2**attempt))
         if exc is not None and exc.retry_after is not None:
             wait = max(wait, min(exc.retry_after, _MAX_RETRY_AFTER))
         return wait

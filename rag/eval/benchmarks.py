@@ -79,7 +79,7 @@ def load_queries(path: Path, wanted: Sequence[str]) -> list[tuple[str, str]]:
     return [(q, texts[q]) for q in wanted]
 
 
-def rank_documents(index: Index, query: str, *, mode: str = "hybrid", docs: int = DOCS,
+def rank_documents(index: Index, query: str, *, mode: SearchMode = "hybrid", docs: int = DOCS,
                    chunks: int = 300, max_chunks: int = 2400) -> list[str]:
     """Article ids ranked by their best hit, up to `docs` of them.
 
@@ -95,7 +95,7 @@ def rank_documents(index: Index, query: str, *, mode: str = "hybrid", docs: int 
 
 
 def _beir_scores(index: Index, queries: Sequence[tuple[str, str]],
-                 qrels: dict[str, dict[str, int]], mode: str) -> dict[str, Any]:
+                 qrels: dict[str, dict[str, int]], mode: SearchMode) -> dict[str, Any]:
     ndcg, recall, rr, latency = [], [], [], []
     for qid, text in queries:
         t0 = time.perf_counter()
@@ -115,7 +115,7 @@ def _beir_scores(index: Index, queries: Sequence[tuple[str, str]],
 
 
 def bench_beir(data: str | os.PathLike[str], index_dir: str | os.PathLike[str], *,
-               mode: str = "hybrid", ablate: bool = False, limit: int | None = None,
+               mode: SearchMode = "hybrid", ablate: bool = False, limit: int | None = None,
                threads: int | None = None, progress: bool = False) -> dict[str, Any]:
     """nDCG@10, Recall@100 and MRR@10 of `search()` on a BEIR dataset folder.
 
@@ -265,12 +265,14 @@ def run_bench(suite: Suite, data: str | os.PathLike[str] | None = None, *,
               "../shared/datasets/, which only a development checkout has)")
         return None
     index_dir = index or default_index_dir(f"bench-{suite}", path)
+    json_path = None if json_out is None else str(json_out)
+    report_dir = None if report is None else str(report)
     print(f"index {index_dir}")
     if suite == "beir":
         result = bench_beir(path, index_dir, mode=mode, ablate=bool(report), threads=threads,
                             progress=progress)
         print(_beir_table(result))
-        write_outputs(result, json_out, report, f"rag bench beir: {path.name}",
+        write_outputs(result, json_path, report_dir, f"rag bench beir: {path.name}",
                       _beir_notes(result))
         return result
     if mode != "hybrid":
@@ -280,6 +282,6 @@ def run_bench(suite: Suite, data: str | os.PathLike[str] | None = None, *,
                          progress=progress)
     print(f"{result['dataset']}: {result['n_paragraphs']} paragraphs")
     print(summary_table(result))
-    write_outputs(result, json_out, report, f"rag bench squad: {result['dataset']}",
+    write_outputs(result, json_path, report_dir, f"rag bench squad: {result['dataset']}",
                   notes(result) + " Each question's source is its own paragraph.")
     return result

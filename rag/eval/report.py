@@ -373,7 +373,7 @@ def write_report(result: Mapping[str, Any], out_dir: Path, title: str) -> Path:
     if rows:
         lines += ["## Metrics", "", "| metric | value | meaning |", "|---|---|---|", *rows, ""]
 
-    plots = (
+    plots: tuple[tuple[str, str, Callable[[Path], bool]], ...] = (
         ("Retrieval", "hit_at_k.png", lambda p: _plot_hits(new, result, p)),
         ("Confidence", "confidence.png", lambda p: _plot_confidence(new, result, threshold, p)),
         (

@@ -77,7 +77,8 @@ def minmax(x: np.ndarray, ref: np.ndarray | None = None) -> np.ndarray:
     """
     ref = x if ref is None else ref
     if len(ref) and ref.max() > ref.min():
-        return (x - ref.min()) / (ref.max() - ref.min())
+        scaled: np.ndarray = (x - ref.min()) / (ref.max() - ref.min())
+        return scaled
     return (x > 0).astype(np.float64)
 
 
