@@ -136,10 +136,12 @@ def test_earlier_answers_keep_their_sources_and_conversations_last(page: Any) ->
     answer = ask(page, "Who did Russia order to leave the country?", 1)
     assert "diplomat" in answer.inner_text()
     convs.get_by_text("Who did Russia order").wait_for(timeout=TIMEOUT_MS)
-    assert convs.get_by_text(MISSILES).count() == 1  # both listed
+    convs.get_by_text(MISSILES).click()  # switch back
+    page.locator('[data-testid="bot"]').nth(1).wait_for(timeout=TIMEOUT_MS)
+    assert "two were intercepted" in page.locator('[data-testid="bot"]').first.inner_text()
     page.locator("#rag-delete").click()
-    convs.get_by_text("Who did Russia order").wait_for(state="detached", timeout=TIMEOUT_MS)
-    assert convs.get_by_text(MISSILES).count() == 1
+    convs.get_by_text(MISSILES).wait_for(state="detached", timeout=TIMEOUT_MS)
+    assert convs.get_by_text("Who did Russia order").count() == 1  # the other one stays
 
 
 def test_untrusted_article_is_shown_never_run(page: Any, tmp_path: Path) -> None:
@@ -175,6 +177,8 @@ def test_untrusted_article_is_shown_never_run(page: Any, tmp_path: Path) -> None
 
 
 def test_abstention_and_filter_said_plainly(page: Any) -> None:
+    # A new browser session: no one else's conversations.
+    assert page.locator("#rag-convs input").count() == 0
     answer = ask(page, UNANSWERABLE, 1)
     assert answer.inner_text().strip() == "Not in the articles."  # once, no bullets
     assert page.locator('[data-testid="rag-abstained"]').count() == 1
