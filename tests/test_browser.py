@@ -192,6 +192,8 @@ def test_abstention_and_filter_said_plainly(page: Any) -> None:
     answer = ask(page, MISSILES, 2)
     assert "Not in the articles." in answer.inner_text()
     assert "published after 2030-01-01" in answer.inner_text()
+    assert "No article matches this filter" in page.locator(
+        "section.rag-turn:not([hidden]) [data-testid='rag-abstained']").inner_text()
     retry = page.locator("#rag-unfiltered")
     retry.click()
     answer = ask(page, MISSILES, 3)

@@ -97,7 +97,7 @@ def build(service: Service, secret: str | None = None) -> gr.Blocks:
         _wire_articles(service, articles, timer, lists, index_tab)
         _declare_api(service)
         demo.load(_shown(service), inputs=[chat.store], outputs=_views(chat),
-                  api_visibility="private")
+                  api_visibility="private", show_progress="hidden")
     return demo  # type: ignore[no-any-return]  # gradio's context manager is untyped
 
 

@@ -264,8 +264,10 @@ def turn_html(t: Turn, turn: int, resolve: Resolve, visible: bool) -> str:
     parts = [f'<div class="rag-question"><b>Sources</b> for \u201c{esc(t.question)}\u201d</div>']
     if t.abstained:
         why = f" published {esc(t.filter.removeprefix('published '))}" if t.filter else ""
+        more = ("The nearest passages:" if t.nearest else
+                "No article matches this filter." if t.filter else "No passage came close.")
         parts.append(f'<div class="rag-abstained" data-testid="rag-abstained"><b>Not in the '
-                     f"articles{why}.</b> The nearest passages:</div>")
+                     f"articles{why}.</b> {more}</div>")
         parts += _nearest_cards(t, turn, resolve)
     else:
         parts += _cited_cards(t, turn, resolve)
