@@ -165,7 +165,7 @@ SNIPPET_CHARS = 400  # of each passage in `rag search`: about five terminal line
 def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
     """`text` cut between words before `limit` characters, "…" marking the cut.
 
-    >>> snippet("Two were intercepted by the Russians", 20)
+    >>> snippet("Two were intercepted by the Russians", 22)
     'Two were intercepted …'
     """
     if len(text) <= limit:
