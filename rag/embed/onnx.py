@@ -28,6 +28,8 @@ INT8 = "+int8"  # name suffix of the int8 dynamically quantized variant
 # Batches of 8 texts of similar length: on 2 cores (one thread, texts sorted by length)
 # SciFact abstracts embed at 16.7 texts/s in 8s, 14.6 in 16s and 8.4 in 32s.
 BATCH = 8
+# Calls of this many texts and more are bulk work (indexing), run on the free cores.
+BULK_MIN = 32
 # Token ids kept from `count_tokens` for the `embed` that follows (the chunker counts
 # every chunk with the model's tokenizer; the index embeds them a flush later). One
 # flush is 128+ chunks; 4,096 is well beyond it and holds ~4 MB of ids.
@@ -66,9 +68,10 @@ def max_seq_length(path: Path) -> int:
 class OnnxEmbedder:
     """An exported sentence-transformers model run by ONNX Runtime, loaded lazily.
 
-    `threads` caps ONNX Runtime's intra-op threads (default: the cores free now, see
-    `available_threads`). Its threads never spin waiting for work: spinning threads
-    hold a core that a busy neighbour needs and slow every call down under load.
+    `threads` fixes ONNX Runtime's intra-op threads (default: one for queries, the cores
+    free at the first bulk call for bulk work, see `available_threads`). Its threads never
+    spin waiting for work: spinning threads hold a core that a busy neighbour needs and
+    slow every call down under load.
     """
 
     def __init__(self, model: str = DEFAULT_MODEL, *, threads: int | None = None) -> None:
@@ -85,6 +88,8 @@ class OnnxEmbedder:
         self.source = Path(resolve(base))
         self.threads = threads
         self._session: Any = None
+        self._bulk: Any = None
+        self._path: Path | None = None
         self._tokenizer: Any = None
         self._inputs: set[str] = set()
         self._ids: OrderedDict[str, list[int]] = OrderedDict()
@@ -108,29 +113,36 @@ class OnnxEmbedder:
         """The model's maximum sequence length in its own word pieces (special tokens included)."""
         return self._max
 
-    def _load(self) -> None:
+    def _open(self, threads: int) -> Any:
         import onnxruntime as ort
-        from tokenizers import Tokenizer
 
-        from rag.embed.export import exported
-
-        path = self._file or exported(self.source, self.base, int8=self.int8)
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = self.threads or available_threads()
+        opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
         opts.log_severity_level = 3  # warnings about unused initializers are noise
+        try:
+            return ort.InferenceSession(str(self._path), opts, providers=["CPUExecutionProvider"])
+        except Exception as e:  # a cache damaged on disk: say where it is
+            raise InputError(f"cannot load the exported model {self._path} ({e}); delete that "
+                             "file and run again to export it afresh") from e
+
+    def _load(self) -> None:
+        from tokenizers import Tokenizer
+
+        from rag.embed.export import exported
+
+        self._path = self._file or exported(self.source, self.base, int8=self.int8)
         # One tokenizer, never truncating: `count_tokens` needs the full length, and `embed`
         # cuts long texts itself (loading a second copy costs ~0.1 s of a cold start).
         tok = Tokenizer.from_file(str(self.source / "tokenizer.json"))
         tok.no_padding()
         tok.no_truncation()
-        try:
-            session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        except Exception as e:  # a cache damaged on disk: say where it is
-            raise InputError(f"cannot load the exported model {path} ({e}); delete that file "
-                             "and run again to export it afresh") from e
+        # A query and an answer's sentences run on one thread: a query embeds in ~5 ms on
+        # one thread or two, and a second thread sharing a core with a busy neighbour
+        # turns milliseconds into seconds.
+        session = self._open(self.threads or 1)
         self._tokenizer = tok
         self._inputs = {i.name for i in session.get_inputs()}
         self._session = session
@@ -140,6 +152,18 @@ class OnnxEmbedder:
             with self._lock:
                 if self._session is None:
                     self._load()
+
+    def _session_for(self, n: int) -> Any:
+        """The one-thread session, or for bulk work one with the cores free when the first
+        bulk call came (`available_threads`), opened then."""
+        if n < BULK_MIN or self.threads:
+            return self._session
+        if self._bulk is None:
+            with self._lock:
+                if self._bulk is None:
+                    threads = available_threads()
+                    self._bulk = self._session if threads == 1 else self._open(threads)
+        return self._bulk
 
     def count_tokens(self, text: str) -> int:
         """Word pieces the model sees for `text`, including [CLS]/[SEP] (not truncated).
@@ -171,6 +195,7 @@ class OnnxEmbedder:
         # Batches of similar length, so no batch embeds a long text's worth of padding;
         # rows go back in the caller's order.
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        session = self._session_for(len(ids))
         out = np.zeros((len(ids), self.dim), dtype=np.float32)
         for b in range(0, len(order), BATCH):
             rows = order[b:b + BATCH]
@@ -182,6 +207,6 @@ class OnnxEmbedder:
                 mask[r, :len(ids[i])] = 1
             feed = {"input_ids": input_ids, "attention_mask": mask,
                     "token_type_ids": np.zeros_like(input_ids)}
-            out[rows] = self._session.run(None, {k: v for k, v in feed.items()
+            out[rows] = session.run(None, {k: v for k, v in feed.items()
                                                  if k in self._inputs})[0]
         return normalize(out)
