@@ -349,6 +349,7 @@ def test_upload_report_and_removal(service: object, tmp_path: Path) -> None:
         "upload:000_1511c0eeef884a91.txt", "upload:_2F.._2Fevil.txt"]
 
 
+@pytest.mark.slow  # imports gradio
 def test_answer_shows_working_state_then_is_saved(service: object) -> None:
     from rag.app.blocks import _respond
     from rag.app.history import Store
@@ -388,3 +389,23 @@ def test_stored_quotes_are_rechecked_against_the_index(service: object, tmp_path
     assert "removed" in service.remove([art.id]), service.remove([art.id])
     assert service.resolve(q).state == "gone", [a.id for a in service.index().articles()]
     assert "no longer in the index" in service.article_view(art.id, "[]")
+
+
+def test_one_card_per_article_its_passages_inside() -> None:
+    from rag.app.history import Quote, Turn
+    from rag.app.render import Passage, panel_html
+
+    text = "Alpha one. Beta two.\n\nGamma three. Delta four."
+    q1 = Quote(1, "a", "Long <title>", None, None, None, "Alpha one.", 0, 10, 0, 20)
+    q2 = Quote(2, "a", "Long <title>", None, None, None, "Gamma three.", 22, 34, 22, len(text))
+    q3 = Quote(3, "b", "Other", None, None, None, "x", 0, 1, 0, 1)
+
+    def resolve(q: Quote) -> Passage:
+        if q.article_id == "b":
+            return Passage(q.quote, q.start, "gone")
+        return Passage(text[q.chunk_start:q.chunk_end], q.chunk_start)
+
+    out = panel_html([Turn("q", "t [1] [2] [3]", quotes=(q1, q2, q3))], resolve)
+    assert out.count("Long &lt;title&gt;") == 1 and out.count('class="rag-source"') == 2
+    assert 'data-cites="1 2"' in out and "<mark>Alpha one.</mark>" in out
+    assert "<mark>Gamma three.</mark>" in out and "no longer in the index" in out

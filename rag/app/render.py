@@ -221,26 +221,36 @@ _GONE = ('<div class="rag-stale" data-testid="rag-stale">This article is no long
 
 
 def _cited_cards(t: Turn, turn: int, resolve: Resolve) -> list[str]:
-    """One card per passage quoted (several [n] in one passage share a card)."""
-    groups: dict[tuple[str, str, int, str], list[Quote]] = {}
+    """One card per article (its title once), holding each passage quoted from it; several
+    [n] in one passage share that passage."""
+    articles: dict[str, dict[tuple[str, int, str], list[Quote]]] = {}
     for q in t.quotes:
         p = resolve(q)
-        groups.setdefault((q.article_id, p.text, p.base, p.state), []).append(q)
+        articles.setdefault(q.article_id, {}).setdefault((p.text, p.base, p.state),
+                                                         []).append(q)
     cards = []
-    for (article_id, text, base, state), qs in groups.items():
-        same_article = [q for q in t.quotes if q.article_id == article_id]
-        if state != "ok":
-            body = "<br>".join(f"[{q.n}] \u201c{esc(q.quote)}\u201d" for q in qs)
-            cards.append(_card(turn, [q.n for q in qs], qs[0], body,
-                               _CHANGED if state == "changed" else _GONE, same_article))
-            continue
-        skip = skip_datelines(text)
-        if any(q.start - base < skip for q in qs):
-            skip = 0  # the quote is the dateline itself ("when was it published?")
-        spans = [(q.start - base - skip, q.end - base - skip, q.n) for q in qs]
-        body = highlight(*excerpt(text[skip:], spans))
-        cards.append(_card(turn, [q.n for q in qs], qs[0], body, quotes=same_article))
+    for passages in articles.values():
+        bodies, notices, numbers = [], "", []
+        for (text, base, state), qs in passages.items():
+            numbers += [q.n for q in qs]
+            bodies.append(_passage_body(text, base, state, qs))
+            if state != "ok":
+                notices = _CHANGED if state == "changed" else _GONE
+        quotes = [q for qs in passages.values() for q in qs]
+        cards.append(_card(turn, sorted(numbers), quotes[0], '<hr class="rag-gap">'.join(bodies),
+                           notices, quotes))
     return cards
+
+
+def _passage_body(text: str, base: int, state: str, qs: Sequence[Quote]) -> str:
+    """One quoted passage: an excerpt with the quotes marked, or the quotes as they were."""
+    if state != "ok":
+        return "<br>".join(f"[{q.n}] \u201c{esc(q.quote)}\u201d" for q in qs)
+    skip = skip_datelines(text)
+    if any(q.start - base < skip for q in qs):
+        skip = 0  # the quote is the dateline itself ("when was it published?")
+    spans = [(q.start - base - skip, q.end - base - skip, q.n) for q in qs]
+    return highlight(*excerpt(text[skip:], spans))
 
 
 def _nearest_cards(t: Turn, turn: int, resolve: Resolve) -> list[str]:
