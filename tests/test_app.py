@@ -409,3 +409,15 @@ def test_one_card_per_article_its_passages_inside() -> None:
     assert out.count("Long &lt;title&gt;") == 1 and out.count('class="rag-source"') == 2
     assert 'data-cites="1 2"' in out and "<mark>Alpha one.</mark>" in out
     assert "<mark>Gamma three.</mark>" in out and "no longer in the index" in out
+
+
+def test_conversation_key_survives_a_rebuild(tmp_path: Path, fake: object) -> None:
+    from rag import Index
+    from rag.app.security import browser_secret
+
+    corpus = seed_corpus(tmp_path)
+    Index.build([corpus], path=tmp_path / "index", embedder=fake, progress=False).close()
+    key = browser_secret(tmp_path / "index")
+    assert (tmp_path / "index" / "browser-secret").stat().st_mode & 0o777 == 0o600
+    Index.rebuild([corpus], tmp_path / "index", embedder=fake, progress=False).close()
+    assert browser_secret(tmp_path / "index") == key  # saved conversations still readable

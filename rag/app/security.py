@@ -77,7 +77,9 @@ def safe_name(name: str) -> str | None:
 def browser_secret(index_dir: Path) -> str:
     """The key that encrypts the conversations each browser keeps, stored with the index
     (readable by its owner only) so that they survive a restart of the app."""
-    path = index_dir / "browser-secret"
+    from rag.index.rebuild import BROWSER_SECRET  # a rebuild carries the file over
+
+    path = index_dir / BROWSER_SECRET
     try:
         return path.read_text(encoding="ascii").strip()
     except FileNotFoundError:

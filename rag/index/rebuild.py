@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from rag.index.facade import Index
 
 _RENAME_EXCHANGE = 2  # linux/fs.h
+# A file the app keeps in the index folder (rag.app.security.browser_secret): carried over.
+BROWSER_SECRET = "browser-secret"
 _AT_FDCWD = -100
 
 
@@ -96,6 +98,9 @@ def _build(paths: list[str | os.PathLike[str]], target: Path, new_dir: Path, *,
         src = target / (CACHE_FILE + suffix)
         if src.exists():
             os.replace(src, new_dir / (CACHE_FILE + suffix))
+    # The app's key to the conversations kept in browsers: without it they cannot be read.
+    if (target / BROWSER_SECRET).exists():
+        shutil.copy2(target / BROWSER_SECRET, new_dir / BROWSER_SECRET)
     return report
 
 
