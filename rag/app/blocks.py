@@ -29,7 +29,7 @@ from rag.app.render import (
     sources_text,
     working_html,
 )
-from rag.app.security import MAX_UPLOAD_BYTES
+from rag.app.security import MAX_UPLOAD_BYTES, safe_name
 from rag.app.service import Service, Settings, article_row
 from rag.errors import RagError
 from rag.ingest.dates import display_date
@@ -204,7 +204,7 @@ def _shown(service: Service) -> Any:
         export = None
         if conv and turns and service.ready.is_set() and not service.error:
             folder = Path(tempfile.mkdtemp(prefix="rag-export-"))
-            export = folder / "conversation.md"
+            export = folder / (safe_name(f"{conv.title}.md") or "conversation.md")
             export.write_text(export_markdown(conv, service.resolve), encoding="utf-8")
         ready = service.ready.is_set() and not service.error
         panel = panel_html(turns, service.resolve) if ready else EMPTY_SOURCES
@@ -245,12 +245,12 @@ def _respond(service: Service, message: str, raw: Any, k: float, after: str, bef
     turns = conv.turns if conv else ()
     chat = [*_messages(store), {"role": "user", "content": chat_text(message)},
             {"role": "assistant", "content": "_Searching the articles…_"}]
-    skip5 = (gr.skip(),) * 2
+    keep = (gr.skip(),) * 2  # the store and the conversation list, until the answer is in
 
     def working(what: str) -> tuple[Any, ...]:
         panel = panel_html(turns, service.resolve, extra=working_html(what)) if (
             service.ready.is_set() and not service.error) else working_html(what)
-        return (*skip5, chat, panel, gr.skip(), gr.Button(visible=False), "")
+        return (*keep, chat, panel, gr.skip(), gr.Button(visible=False), "")
 
     while not service.ready.wait(_DELAY):
         chat[-1]["content"] = f"_{esc(service.summary())}: the answer follows when ready._"
@@ -270,7 +270,7 @@ def _respond(service: Service, message: str, raw: Any, k: float, after: str, bef
         assert final is not None
     except RagError as e:
         chat[-1]["content"] = chat_text(f"Error: {e}")
-        yield (*skip5, chat, error_html(str(e)), gr.skip(), gr.skip(), gr.skip())
+        yield (*keep, chat, error_html(str(e)), gr.skip(), gr.skip(), gr.skip())
         return
     store = store.add(Turn.of_answer(final, _filter_label(s)))
     shown = _shown(service)(store.to_json())
