@@ -15,6 +15,7 @@ import functools
 import logging
 import os
 import pickle
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,7 +75,9 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> Any:
     if ray.is_initialized():
         return ray
     address = address or os.environ.get("RAG_RAY_ADDRESS") or LOCAL
-    quiet = {"include_dashboard": False, "logging_level": logging.WARNING,
+    # Ray's own notices (auth token, progress bars off) are noise beside the writer's bar;
+    # errors still show.
+    quiet = {"include_dashboard": False, "logging_level": logging.ERROR,
              "log_to_driver": False}
     if address == LOCAL:
         ray.init(num_cpus=num_cpus or os.cpu_count() or 1,
@@ -85,7 +88,10 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> Any:
         except (ConnectionError, RuntimeError, ValueError) as e:
             raise InputError(f"cannot reach the Ray cluster at {address!r} ({e}); start one "
                              "with `ray start --head`, or use `--ray local`") from e
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
+    # A corpus smaller than one block per actor leaves some idle: nothing to act on.
+    warnings.filterwarnings("ignore", message="The minimum number of concurrent actors",
+                            category=UserWarning)
     return ray
 
 
