@@ -421,3 +421,19 @@ def test_conversation_key_survives_a_rebuild(tmp_path: Path, fake: object) -> No
     assert (tmp_path / "index" / "browser-secret").stat().st_mode & 0o777 == 0o600
     Index.rebuild([corpus], tmp_path / "index", embedder=fake, progress=False).close()
     assert browser_secret(tmp_path / "index") == key  # saved conversations still readable
+
+
+@pytest.mark.slow  # imports gradio
+def test_llm_choice_only_with_an_llm(tmp_path: Path) -> None:
+    from fakes import FakeEmbedder
+
+    from rag import OpenAICompatible
+    from rag.app.blocks import build
+    from rag.app.service import Service
+
+    def labels(llm: OpenAICompatible | None) -> list[str]:
+        demo = build(Service(tmp_path / "index", None, llm=llm, embedder=FakeEmbedder()))
+        return [str(getattr(b, "label", "")) for b in demo.blocks.values()]
+
+    assert "Answer mode" not in labels(None)
+    assert "Answer mode" in labels(OpenAICompatible("http://127.0.0.1:9/v1", "m"))
