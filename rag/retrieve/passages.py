@@ -17,10 +17,17 @@ from rag.results import Hit
 
 @dataclass(frozen=True)
 class PassageSpec:
-    """`neighbors` chunks on each side are added to a hit, within `max_chars` in all."""
+    """`neighbors` chunks on each side are added to a hit, within `max_chars` in all.
+
+    `per_article` caps the passages drawn from one article (None: no cap); a chunk whose
+    words are at least `same_story` (share of the smaller word set) those of a chosen
+    passage's best chunk in another article is a syndicated copy and skipped (None: kept).
+    """
 
     neighbors: int = 1
     max_chars: int = 1600
+    per_article: int | None = None
+    same_story: float | None = None
 
 
 def passages(hits: Sequence[Hit], store: Store, k: int, spec: PassageSpec = PassageSpec()
@@ -32,6 +39,7 @@ def passages(hits: Sequence[Hit], store: Store, k: int, spec: PassageSpec = Pass
     """
     own = {h.chunk_id: h for h in hits}  # each chunk's text as searched
     chosen: list[Hit] = []
+    words: list[frozenset[str]] = []  # of each chosen passage's best chunk
     for h in hits:
         for i, p in enumerate(chosen):
             if p.article_id == h.article_id and h.start <= p.end + 1 and h.end >= p.start - 1:
@@ -40,6 +48,15 @@ def passages(hits: Sequence[Hit], store: Store, k: int, spec: PassageSpec = Pass
                     chosen[i] = replace(p, start=start, end=end)
                     break
         else:
+            if spec.per_article is not None and \
+                    sum(p.article_id == h.article_id for p in chosen) >= spec.per_article:
+                continue
+            if spec.same_story is not None:
+                mine = _words(h.text)
+                if any(p.article_id != h.article_id and _overlap(mine, w) >= spec.same_story
+                       for p, w in zip(chosen, words)):
+                    continue
+                words.append(mine)
             chosen.append(h)  # too far to fold in: its own passage (made disjoint below)
     # Widening can make two passages of one article overlap: those fold together, or else
     # the margin between them is split so that each keeps its core (the matching chunks).
@@ -74,6 +91,19 @@ def passages(hits: Sequence[Hit], store: Store, k: int, spec: PassageSpec = Pass
     merged.sort(key=lambda m: m[0])
     return [replace(_with_text(p, store, own[p.chunk_id]), rank=n)
             for n, (_, p, _) in enumerate(merged, start=1)]
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(w.lower() for w in text.split())
+
+
+def _overlap(a: frozenset[str], b: frozenset[str]) -> float:
+    """Shared words over the smaller set's size: 1.0 when one text's words hold the other's.
+
+    >>> _overlap(frozenset("a b c".split()), frozenset("a b c d".split()))
+    1.0
+    """
+    return len(a & b) / min(len(a), len(b)) if a and b else 0.0
 
 
 def _widened(p: Hit, store: Store, spec: PassageSpec) -> Hit:
