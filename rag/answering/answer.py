@@ -134,7 +134,11 @@ def retrieve(question: str, index: Index, *, history: Sequence[Turn] = (), k: in
     filters = filters or Filters()
     as_of = as_of_date(filters.as_of)
     before = min(filters.published_before, as_of) if filters.published_before else as_of
-    filters = replace(filters, published_before=before, as_of=as_of)
+    newest = _newest_published(index)
+    if filters.published_before or (newest is not None and newest[:len(as_of)] > as_of):
+        filters = replace(filters, published_before=before, as_of=as_of)
+    else:  # nothing is newer than the as-of date: no filter to pay for
+        filters = replace(filters, as_of=as_of)
     years = year_range(question)
     hits: list[Hit] = []
     if years and not filters.published_after and years[0] <= as_of:
@@ -143,6 +147,24 @@ def retrieve(question: str, index: Index, *, history: Sequence[Turn] = (), k: in
     if not hits:
         hits = index.search(query, k=k * RECENCY_DEPTH, filters=filters)
     return prefer_recent(hits, as_of, k)
+
+
+# (index path, store version) -> the newest publication date: one small query per version.
+_NEWEST: dict[tuple[str, int], str | None] = {}
+
+
+def _newest_published(index: Index) -> str | None:
+    """The newest publication date in the index (remembered per index version)."""
+    store = getattr(index, "store", None)
+    if store is None:
+        return "9999"  # unknown: always filter
+    key = (str(getattr(index, "path", id(index))), store.version)
+    if key not in _NEWEST:
+        row = store.db.execute("SELECT max(published) FROM articles").fetchone()
+        if len(_NEWEST) > 64:
+            _NEWEST.clear()
+        _NEWEST[key] = row[0] if row else None
+    return _NEWEST[key]
 
 
 def prefer_recent(hits: Sequence[Hit], as_of: str, k: int,

@@ -31,6 +31,9 @@ MAX_SENTENCES = 3
 # SQuAD; 0.08 -> .826/1.52, .905/1.38; 0.10 -> .870/1.70, .909/1.47; 0.15 -> .891/2.04,
 # .913/1.69. 0.10 finds the answer more often while staying under two sentences.
 SECOND_WITHIN = 0.10
+# A sentence this close to the lead is a near tie: the answerer cannot tell which one
+# answers, so both are shown (even when the second adds no new question word).
+TIE_WITHIN = 0.03
 NEAR_DUPLICATE = 0.9  # cosine above which two sentences say the same
 MAX_CANDIDATES = 48
 HEADING_PENALTY = 0.1  # a sub-heading names a topic; the sentences under it answer
@@ -204,7 +207,8 @@ def select(question: str, scored: Sequence[Scored], first: Scored | None = None,
             continue
         st = set(tokenize([s.text])[0]) & terms
         adds_kind = kind is not None and not have_kind and _has_type(kind, s.text) > 0
-        if not (st - have) and not adds_kind:
+        tie = s.score >= first.score - TIE_WITHIN and len(chosen) == 1
+        if not (st - have) and not adds_kind and not tie:
             continue
         chosen.append(s)
         have |= st

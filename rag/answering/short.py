@@ -194,18 +194,18 @@ def _candidates(sentence: str, kind: Kind) -> list[tuple[int, int, str]]:
     if kind in ("thing", "name", "place", "person"):
         run: list[re.Match[str]] = []
         matches: list[re.Match[str] | None] = [*_WORD.finditer(sentence), None]
-        for m in matches:
-            gap = bool(m is not None and run
-                       and sentence[run[-1].end():m.start()].strip() != "")
-            if m is None or m.group().lower() in _STOP or gap:
+        for w in matches:
+            gap = bool(w is not None and run
+                       and sentence[run[-1].end():w.start()].strip() != "")
+            if w is None or w.group().lower() in _STOP or gap:
                 if run:
                     for i in range(len(run)):
                         if len(run) - i <= MAX_NP_WORDS:
                             out.append((run[i].start(), run[-1].end(), "np"))
                             break
-                run = [] if m is None or m.group().lower() in _STOP else [m]
+                run = [] if w is None or w.group().lower() in _STOP else [w]
             else:
-                run.append(m)
+                run.append(w)
     return out
 
 

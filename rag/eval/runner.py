@@ -58,13 +58,14 @@ from rag.eval.scoring import (
     score,
     summarize,
 )
+from rag.options import SearchMode
 
 if TYPE_CHECKING:
     from rag.embed.embedder import Embedder
     from rag.index.facade import Index
     from rag.ingest.chunking import ChunkSpec
 
-MODES = ("dense", "lexical", "hybrid")
+MODES: tuple[SearchMode, ...] = ("dense", "lexical", "hybrid")
 __all__ = ["Gold", "QuestionResult", "add_notes", "default_index_dir", "evaluate", "load_gold",
            "notes", "open_index", "summarize", "summary_table", "table", "write_outputs"]
 
