@@ -79,7 +79,7 @@ def evaluate(name: str, retrieve: Retriever, gold: Sequence[Question]) -> dict[s
         rows.append((q.split, plain, strict, [len(t) for t in texts[:5]]))
     seconds = time.perf_counter() - t0
     out: dict[str, Any] = {"retriever": name, "seconds": round(seconds, 1)}
-    for split in sorted({r[0] for r in rows}) + ["all"]:
+    for split in [*sorted({r[0] for r in rows}), "all"]:
         part = [r for r in rows if split in ("all", r[0])]
         n = len(part)
         res: dict[str, Any] = {"n": n}
