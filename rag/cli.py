@@ -85,17 +85,13 @@ def cmd_index(args: argparse.Namespace) -> int:
     ray_address = args.ray or os.environ.get("RAG_RAY_ADDRESS")
     pipeline = None
     if ray_address:
-        from rag.errors import InputError
         from rag.scale.ray_ingest import RayPipeline
 
-        if args.rebuild:
-            raise InputError("--rebuild does not run on Ray yet: index into a new folder with "
-                           "--ray, or rebuild without --ray")
         pipeline = RayPipeline(ray_address, actors=args.ray_actors)
     if args.rebuild:
         idx = Index.rebuild(args.paths, args.index, embedder=_embedder(args), chunking=spec,
                             kind=args.kind, progress=_progress(args),
-                            follow_links=args.follow_links)
+                            follow_links=args.follow_links, pipeline=pipeline)
         report = idx.last_report
         assert report is not None
     else:

@@ -126,14 +126,14 @@ class Index:
         cls, paths: Iterable[str | os.PathLike[str]], path: str | os.PathLike[str] = "index",
         *, embedder: Embedder | None = None, chunking: ChunkSpec | None = None,
         kind: str = "auto", progress: Progress = True, follow_links: bool = False,
-        lock_timeout: float = 10.0,
+        lock_timeout: float = 10.0, pipeline: Pipeline | None = None,
     ) -> Index:
         """Build the index at `path` afresh from `paths`, keeping the app's uploads, and
         swap it in whole: readers see the old index or the new one at every instant, and
-        writers wait for it (it holds the write lock throughout)."""
+        writers wait for it (it holds the write lock throughout). `pipeline`: as `add`."""
         idx, report = _rebuild(paths, Path(path), embedder=embedder, chunking=chunking,
                                kind=kind, progress=progress, follow_links=follow_links,
-                               lock_timeout=lock_timeout)
+                               lock_timeout=lock_timeout, pipeline=pipeline)
         idx.last_report = report
         return idx
 

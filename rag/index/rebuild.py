@@ -21,7 +21,7 @@ from rag.embed.cache import CACHE_FILE
 from rag.embed.embedder import Embedder
 from rag.faults import checkpoint
 from rag.index.folder import Progress, WriteLock, write_json_atomic
-from rag.index.writer import UPLOAD_NAMESPACE, IndexReport
+from rag.index.writer import UPLOAD_NAMESPACE, IndexReport, Pipeline
 from rag.ingest.chunking import ChunkSpec
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ def _old(target: Path) -> Path:
 def rebuild(paths: Iterable[str | os.PathLike[str]], target: Path, *,
             embedder: Embedder | None, chunking: ChunkSpec | None, kind: str,
             progress: Progress, follow_links: bool, lock_timeout: float,
-            ) -> tuple[Index, IndexReport]:
+            pipeline: Pipeline | None = None) -> tuple[Index, IndexReport]:
     """Build `target` afresh from `paths` (and its uploads) and swap it in."""
     from rag.index.facade import Index
 
@@ -56,13 +56,15 @@ def rebuild(paths: Iterable[str | os.PathLike[str]], target: Path, *,
     complete_swap(target)
     if not (target / "store.sqlite").exists():  # nothing to replace: build in place
         idx = Index.open(target, embedder=embedder, chunking=chunking, kind=kind)
-        return idx, idx.add(paths, progress=progress, follow_links=follow_links)
+        return idx, idx.add(paths, progress=progress, follow_links=follow_links,
+                            pipeline=pipeline)
     new_dir = staging(target)
     with WriteLock(target, timeout=lock_timeout):
         shutil.rmtree(new_dir, ignore_errors=True)  # a killed rebuild's leftovers
         try:
             report = _build(paths, target, new_dir, embedder=embedder, chunking=chunking,
-                            kind=kind, progress=progress, follow_links=follow_links)
+                            kind=kind, progress=progress, follow_links=follow_links,
+                            pipeline=pipeline)
             swap(target, new_dir)
         except BaseException:
             if not _intent(target).exists():  # else the staged folder is the new index
@@ -74,13 +76,14 @@ def rebuild(paths: Iterable[str | os.PathLike[str]], target: Path, *,
 
 def _build(paths: list[str | os.PathLike[str]], target: Path, new_dir: Path, *,
            embedder: Embedder | None, chunking: ChunkSpec | None, kind: str,
-           progress: Progress, follow_links: bool) -> IndexReport:
+           progress: Progress, follow_links: bool, pipeline: Pipeline | None) -> IndexReport:
     from rag.index.facade import Index
 
     idx = Index.open(new_dir, embedder=embedder, chunking=chunking, kind=kind)
     idx.cache_path = target / CACHE_FILE  # a killed rebuild's work is reused
     try:
-        report = idx.add(paths, progress=progress, follow_links=follow_links)
+        report = idx.add(paths, progress=progress, follow_links=follow_links,
+                         pipeline=pipeline)
         uploads = target / "uploads"
         if uploads.is_dir():
             # Indexed where they will be after the swap, then copied along.
