@@ -1,10 +1,12 @@
 """Fit the abstention model (`rag.answering.abstain`) from eval results with features.
 
     rag eval ../shared/datasets/news-dev/gold.jsonl --corpus ... --features --json news.json
-    python -m rag.eval.fit news.json squad.json --squad-ids eval/squad_fit_ids.txt
+    python -m rag.eval.fit squad.json --news news.json --squad-ids eval/squad_fit_ids.txt
 
-The fitting set is every question of the first file whose `split` is "tune" plus the
-questions of the second whose id is listed in `--squad-ids`; the rest is never seen here.
+The fitting set is the questions of the SQuAD result whose id is listed in `--squad-ids`
+plus every question of the news result whose `split` is "tune"; the rest is never seen
+here. The threshold is chosen on the news tune questions (on the SQuAD ones without
+`--news`).
 A plain numpy logistic regression (standardised features, L2, Newton steps) prints the
 constants to paste into `abstain.py`, and the threshold: the highest abstention recall
 on the fitting set whose false abstention stays within `--max-false`.
@@ -72,16 +74,17 @@ def choose_threshold(p: np.ndarray, y: np.ndarray, max_false: float) -> float:
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m rag.eval.fit", description=__doc__)
-    ap.add_argument("news", help="rag eval --features --json result on news-dev")
-    ap.add_argument("squad", help="the same on SQuAD2-500")
+    ap.add_argument("squad", help="a --features result on SQuAD2-500 (rag.eval.fit's input)")
+    ap.add_argument("--news", help="the same on news-dev (its tune split is fitted on)")
     ap.add_argument("--squad-ids", default="eval/squad_fit_ids.txt")
     ap.add_argument("--max-false", type=float, default=0.08,
                     help="false abstention allowed on the fitting set (below the 0.10 target)")
     ap.add_argument("--l2", type=float, default=L2)
     args = ap.parse_args(argv)
-    news = json.loads(Path(args.news).read_text(encoding="utf-8"))
     squad = json.loads(Path(args.squad).read_text(encoding="utf-8"))
-    names = news["abstain_features"]
+    news = (json.loads(Path(args.news).read_text(encoding="utf-8")) if args.news
+            else {"questions": []})
+    names = squad["abstain_features"]
     ids = {ln.strip() for ln in Path(args.squad_ids).read_text().splitlines()
            if ln.strip() and not ln.startswith("#")}
     fit_news = rows(news, lambda q: q.get("split") == "tune")
@@ -90,18 +93,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     mean, scale = x.mean(axis=0), x.std(axis=0)
     scale[scale == 0] = 1.0
     w, b = fit_logistic((x - mean) / scale, y, args.l2)
-    xn, yn = design(fit_news, names)
+    xn, yn = design(fit_news or fit_squad, names)
     p_news = 1.0 / (1.0 + np.exp(-(((xn - mean) / scale) @ w + b)))
     threshold = choose_threshold(p_news, yn, args.max_false)
-    print(f"# fitted on {len(fit_news)} news-dev tune ({int(yn.sum())} unanswerable) + "
-          f"{len(fit_squad)} SQuAD ({int(y.sum() - yn.sum())} unanswerable), L2 {args.l2}")
+    n_news_u = int(sum(q["unanswerable"] for q in fit_news))
+    print(f"# fitted on {len(fit_news)} news-dev tune ({n_news_u} unanswerable) + "
+          f"{len(fit_squad)} SQuAD ({int(y.sum()) - n_news_u} unanswerable), L2 {args.l2}")
     print(f"FEATURES = {tuple(names)!r}")
     print(f"MEANS = {tuple(round(float(v), 4) for v in mean)!r}")
     print(f"SCALES = {tuple(round(float(v), 4) for v in scale)!r}")
     print(f"WEIGHTS = {tuple(round(float(v), 4) for v in w)!r}")
     print(f"BIAS = {round(b, 4)!r}")
-    print(f"ABSTAIN_AT = {round(threshold, 4)!r}  # news-dev tune false abstention <= "
-          f"{args.max_false}")
+    on = "news-dev tune" if fit_news else "the SQuAD fitting half"
+    print(f"ABSTAIN_AT = {round(threshold, 4)!r}  # {on}: false abstention <= {args.max_false}")
     return 0
 
 
