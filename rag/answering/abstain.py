@@ -101,7 +101,8 @@ def features(question: str, hits: Sequence[Hit], scored: Sequence[Scored],
     if kind is not None and scored:
         spans = [sp for s in scored[:KIND_SENTENCES] for sp in typed_spans(question, s.text)]
         span = max((sp.score for sp in spans), default=0.0)
-        kind_missing = float(not spans)
+        # The asked-for kind must sit near the question's own words, not anywhere.
+        kind_missing = float(not any(sp.near > 0 for sp in spans))
     top = scored[0].score if scored else 0.0
     flat = top - scored[min(FLAT_AT, len(scored) - 1)].score if scored else 0.0
     return (

@@ -113,6 +113,7 @@ class Span:
     text: str
     kind: str  # "number" | "date" | "name" | "np"
     score: float
+    near: float = 0.0  # closeness to the question's words in the sentence (0: none near)
 
 
 def asked_kind(question: str) -> Kind | None:
@@ -325,7 +326,7 @@ def score_spans(question: str, sentence: str) -> list[Span]:
             near = 0.0
         score = (W_KIND * fit + W_NEAR * near + W_NEW * (1.0 - old)
                  + W_LEN * min(len(inside), 3) / 3)
-        out.append(Span(a, b, sentence[a:b], span_kind, round(score, 4)))
+        out.append(Span(a, b, sentence[a:b], span_kind, round(score, 4), round(near, 4)))
     out.sort(key=lambda s: (-s.score, s.start))
     return out
 
