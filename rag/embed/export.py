@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import tempfile
 import time
@@ -195,8 +196,10 @@ def _quantize(fp32: Path, final: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     tmp = _temp(final.parent, final.stem)
+    logging.disable(logging.WARNING)  # its advice on pre-processing is for image models
     try:
         quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8)
         _publish(tmp, final)
     finally:
+        logging.disable(logging.NOTSET)
         tmp.unlink(missing_ok=True)
