@@ -19,9 +19,10 @@ from rag.results import Hit
 class PassageSpec:
     """`neighbors` chunks on each side are added to a hit, within `max_chars` in all.
 
-    `per_article` caps the passages drawn from one article (None: no cap); a chunk whose
-    words are at least `same_story` (share of the smaller word set) those of a chosen
-    passage's best chunk in another article is a syndicated copy and skipped (None: kept).
+    `per_article` caps the passages drawn from one article (None: no cap). An article
+    with a chunk whose words are at least `same_story` (share of the smaller word set)
+    those of a better-ranked chunk of another article is a syndicated copy: none of its
+    chunks is used (None: copies kept).
     """
 
     neighbors: int = 1
@@ -39,8 +40,17 @@ def passages(hits: Sequence[Hit], store: Store, k: int, spec: PassageSpec = Pass
     """
     own = {h.chunk_id: h for h in hits}  # each chunk's text as searched
     chosen: list[Hit] = []
-    words: list[frozenset[str]] = []  # of each chosen passage's best chunk
+    seen: list[tuple[str, frozenset[str]]] = []  # (article, words) of the chunks so far
+    copies: set[str] = set()  # articles found to repeat an earlier article's text
     for h in hits:
+        if spec.same_story is not None:
+            if h.article_id in copies:
+                continue
+            mine = _words(h.text)
+            if any(a != h.article_id and _overlap(mine, w) >= spec.same_story for a, w in seen):
+                copies.add(h.article_id)
+                continue
+            seen.append((h.article_id, mine))
         for i, p in enumerate(chosen):
             if p.article_id == h.article_id and h.start <= p.end + 1 and h.end >= p.start - 1:
                 start, end = min(p.start, h.start), max(p.end, h.end)
@@ -51,12 +61,6 @@ def passages(hits: Sequence[Hit], store: Store, k: int, spec: PassageSpec = Pass
             if spec.per_article is not None and \
                     sum(p.article_id == h.article_id for p in chosen) >= spec.per_article:
                 continue
-            if spec.same_story is not None:
-                mine = _words(h.text)
-                if any(p.article_id != h.article_id and _overlap(mine, w) >= spec.same_story
-                       for p, w in zip(chosen, words)):
-                    continue
-                words.append(mine)
             chosen.append(h)  # too far to fold in: its own passage (made disjoint below)
     # Widening can make two passages of one article overlap: those fold together, or else
     # the margin between them is split so that each keeps its core (the matching chunks).
