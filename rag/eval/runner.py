@@ -165,7 +165,8 @@ def _features(question: str, hits: Sequence[Any], index: Index) -> dict[str, flo
     from rag.answering.abstain import FEATURES, features
     from rag.answering.extractive import score_sentences
 
-    scored = score_sentences(question, hits, index.embedder, index.embed_query(question))
+    scored = score_sentences(question, hits, index.embedder, index.embed_query(question),
+                             stored=index)
     return dict(zip(FEATURES, (round(v, 6) for v in features(question, hits, scored, index))))
 
 
