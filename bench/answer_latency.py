@@ -20,7 +20,7 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +36,7 @@ class _OnTheFly(Index):
     """The same index with its stored sentence vectors ignored."""
 
     def sentence_vectors(self, hits: Sequence[Hit], chars: int = 0
-                         ) -> Mapping[tuple[str, int, int], np.ndarray]:
+                         ) -> dict[tuple[str, int, int], np.ndarray]:
         return {}
 
 

@@ -113,7 +113,7 @@ def llama_peers(articles: Path, embed: Callable[[list[str]], np.ndarray], chunk_
 
     from rag.ingest.chunking import encoding
 
-    class Embedding(BaseEmbedding):  # the same model, through LlamaIndex's interface
+    class Embedding(BaseEmbedding):  # type: ignore[misc]  # the same model, through LlamaIndex's interface
         def _get_query_embedding(self, query: str) -> list[float]:
             return [float(x) for x in embed([query])[0]]
 
@@ -135,7 +135,7 @@ def llama_peers(articles: Path, embed: Callable[[list[str]], np.ndarray], chunk_
                                 tokenizer=lambda t: enc.encode(t, disallowed_special=()))
     nodes = splitter.get_nodes_from_documents(docs)
     # What LlamaIndex embeds by default: the metadata header and the node text.
-    texts = [n.get_content(metadata_mode="embed") for n in nodes]  # type: ignore[arg-type]
+    texts = [n.get_content(metadata_mode="embed") for n in nodes]
     key = hashlib.sha256("\n\0".join(texts).encode()).hexdigest()[:16]
     path = cache / f"llama-{chunk_tokens}-{key}.npy"
     if path.exists():
@@ -170,7 +170,7 @@ def llama_peers(articles: Path, embed: Callable[[list[str]], np.ndarray], chunk_
 
         # One query: no LLM writes extra queries (MockLLM only satisfies the constructor).
         fusion = QueryFusionRetriever([vector, bm25], llm=MockLLM(),
-                                      mode="reciprocal_rerank",  # type: ignore[arg-type]
+                                      mode="reciprocal_rerank",
                                       similarity_top_k=PEER_DEPTH, num_queries=1,
                                       use_async=False)
         out["llamaindex-hybrid"] = dated(fusion)
