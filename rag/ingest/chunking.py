@@ -57,13 +57,14 @@ def count_tokens(text: str) -> int:
     return len(encoding().encode(text, disallowed_special=()))
 
 
-def _token_windows(text: str, start: int, end: int, size: int) -> list[tuple[int, int]]:
-    """Cut one over-long sentence into spans of at most `size` tokens, preferring spaces."""
+def _token_windows(text: str, start: int, end: int, size: int) -> list[tuple[int, int, int]]:
+    """Cut one over-long sentence into spans of at most `size` tokens, preferring spaces.
+    Each span comes with its token count: a sentence that fits is encoded once, here."""
     enc = encoding()
     piece = text[start:end]
     tokens = enc.encode(piece, disallowed_special=())
     if len(tokens) <= size:
-        return [(start, end)]
+        return [(start, end, len(tokens))]
     _, offsets = enc.decode_with_offsets(tokens)
     spans = []
     i = 0
@@ -75,7 +76,9 @@ def _token_windows(text: str, start: int, end: int, size: int) -> list[tuple[int
         b = offsets[j] if j < len(tokens) else len(piece)
         spans.append((start + a, start + b))
         i = j
-    return [(a, b) for a, b in (_trim(text, a, b) for a, b in spans) if b > a]
+    # A cut piece is counted afresh: its edges may merge differently on their own.
+    return [(a, b, count_tokens(text[a:b]))
+            for a, b in (_trim(text, a, b) for a, b in spans) if b > a]
 
 
 def _trim(text: str, a: int, b: int) -> tuple[int, int]:
@@ -105,8 +108,7 @@ def chunk_spans(
         raise InputError("chunk size must be >= 8 tokens and larger than the overlap")
     units: list[tuple[int, int, int]] = []  # (start, end, tokens) of sentence-sized units
     for a, b in split_sentences(text):
-        for s, e in _token_windows(text, a, b, spec.max_tokens):
-            units.append((s, e, count_tokens(text[s:e])))
+        units.extend(_token_windows(text, a, b, spec.max_tokens))
 
     spans: list[tuple[int, int]] = []
     i = 0
