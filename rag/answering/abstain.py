@@ -33,18 +33,24 @@ FEATURES = ("top", "dense", "flat", "miss_passages", "miss_best", "miss_rare", "
 KIND_SENTENCES = 3  # the asked-for kind is looked for in this many best sentences
 FLAT_AT = 4  # flatness: the best sentence's score minus the fifth's
 
-# Fitted by `python -m rag.eval.fit` on news-dev's tune split (146 questions, 30
-# unanswerable) plus the fitting half of SQuAD2-500 (eval/squad_fit_ids.txt: 242 questions,
-# 129 unanswerable); features standardised with these means and scales; L2 1.0.
-MEANS = (0.0,) * len(FEATURES)
-SCALES = (1.0,) * len(FEATURES)
-# Interim, until fitted: the previous rule (abstain when the best sentence scores below
-# 0.35, each name missing from every passage costing 0.2), written as this model.
-WEIGHTS = (-20.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 4.0)
-BIAS = 7.0
-# Abstain when P(unanswerable) reaches this; chosen on the same fitting data as the
-# highest threshold... (see rag.eval.fit).
-ABSTAIN_AT = 0.5
+# The model reads these five (all ten are recorded by `rag eval --features`). With all ten,
+# fitted the same way, the model did not carry over to a one-article index (seed gold false
+# abstention 0.35). The five were chosen among all subsets, each fitted as below, as the
+# one with the best abstention recall on news-dev's tune split among those with no false
+# abstention on the seed gold that still refuse "What did the French president say about
+# the strikes?" (the seed gold is thus a constraint of the choice, not held out).
+# Fitted on news-dev's tune split (146 questions, 30 unanswerable) plus the fitting half of
+# SQuAD2-500 (eval/squad_fit_ids.txt: 242 questions, 129 unanswerable), from `--features`
+# eval runs with abstention off and recency weight 0.05: numpy logistic regression
+# (`rag.eval.fit.fit_logistic`, standardised with these means and scales, L2 1.0).
+MODEL_FEATURES = ('top', 'miss_passages', 'miss_rare', 'span', 'names_missing')
+MEANS = (0.5465, 0.1885, 0.4547, 2.2733, 0.1211)
+SCALES = (0.158, 0.1992, 0.4002, 0.863, 0.4039)
+WEIGHTS = (-0.2285, -0.0501, 0.2253, 0.0446, 0.157)
+BIAS = -0.3764
+# Abstain when P(unanswerable) reaches this: the lowest cut (most abstention recall) whose
+# false abstention on news-dev's tune split stays within 0.08 (the target is 0.10).
+ABSTAIN_AT = 0.5662
 
 
 @dataclass(frozen=True)
@@ -121,7 +127,8 @@ def features(question: str, hits: Sequence[Hit], scored: Sequence[Scored],
 
 def probability(values: Sequence[float]) -> float:
     """P(the articles do not answer the question) from the fitted model."""
-    z = BIAS + sum(w * (v - m) / s for w, v, m, s in zip(WEIGHTS, values, MEANS, SCALES))
+    picked = [values[FEATURES.index(f)] for f in MODEL_FEATURES]
+    z = BIAS + sum(w * (v - m) / s for w, v, m, s in zip(WEIGHTS, picked, MEANS, SCALES))
     return 1.0 / (1.0 + math.exp(-max(min(z, 50.0), -50.0)))
 
 
