@@ -7,7 +7,6 @@ from datetime import date, datetime
 
 from rag.errors import InputError
 
-_LATEST = re.compile(r"\b(latest|most recent|newest|recently|last|current(ly)?|now|today)\b", re.IGNORECASE)
 _YEAR = re.compile(r"\b(?:in|during|of|since)\s+((?:19|20)\d\d)\b")
 
 
@@ -23,15 +22,6 @@ def display_date(iso: str | None) -> str:
         return datetime.fromisoformat(iso.replace("Z", "+00:00")).strftime("%-d %b %Y")
     except ValueError:
         return iso
-
-
-def wants_latest(question: str) -> bool:
-    """True when the question asks for the newest information.
-
-    >>> wants_latest("What is the latest on the strikes?"), wants_latest("Who fired?")
-    (True, False)
-    """
-    return bool(_LATEST.search(question))
 
 
 def year_range(question: str) -> tuple[str, str] | None:
