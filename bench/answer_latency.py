@@ -44,7 +44,8 @@ def sentence_bytes(idx: Index) -> tuple[float, float, int]:
     """(bytes of stored sentences per chunk, sentences per chunk, chunks with a row)."""
     row = idx.store.db.execute(
         "SELECT count(*), sum(length(spans) + length(codes) + length(scales)), "
-        "sum(length(spans)) / 8 FROM sentences").fetchone()
+        "sum(length(spans)) / 8 FROM sentences s JOIN chunks c ON c.id=s.chunk_id "
+        "WHERE c.deleted IS NULL").fetchone()  # tombstoned rows wait for the next write
     chunks = idx.stats().chunks or 1
     return (row[1] or 0) / chunks, (row[2] or 0) / chunks, int(row[0] or 0)
 
