@@ -360,28 +360,21 @@ class Store:
         self.db.execute("INSERT INTO sentences VALUES (?,?,?,?)", (chunk_id, *block.to_row()))
 
     def rename_articles(self, pairs: dict[str, str]) -> dict[str, str]:
-        """Give live articles new ids in place, in one transaction: their chunks, vectors
-        and derived files stay as they are (nothing re-embedded). A new id already live is
-        left alone. Returns the renames done (old id -> new)."""
-        done: dict[str, str] = {}
+        """Give live articles new ids in place, chunks and vectors untouched (nothing is
+        re-embedded); a new id already live is left alone. Returns old -> new as done."""
+        live = set(self.article_hashes())
+        done = {old: new for old, new in pairs.items() if new not in live}
         try:
             with self.db:
-                for old, new in pairs.items():
-                    if self.db.execute("SELECT 1 FROM articles WHERE id=? AND deleted IS NULL",
-                                       (new,)).fetchone():
-                        continue
-                    # A tombstone under the new id goes a write early (ids are unique).
+                for old, new in done.items():  # a tombstone under the new id goes early
                     self.db.execute("DELETE FROM articles WHERE id=? AND deleted IS NOT NULL",
                                     (new,))
                     self.db.execute("UPDATE articles SET id=? WHERE id=?", (new, old))
                     self.db.execute("UPDATE chunks SET article_id=? WHERE article_id=?",
                                     (new, old))
-                    done[old] = new
         except sqlite3.OperationalError as e:
-            raise IndexWriteError(
-                f"could not write {self.path} ({e}); free disk space or make the folder "
-                "writable, then run the same command again (the previous index is intact)"
-            ) from e
+            raise IndexWriteError(f"could not write {self.path} ({e}); free disk space and run "
+                                  "the same command again (the index is unchanged)") from e
         return done
 
     def _tombstone_chunks(self, article_id: str, version: int) -> list[int]:
