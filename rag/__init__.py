@@ -44,10 +44,10 @@ if TYPE_CHECKING:
     from rag.answering.llm import OpenAICompatible
     from rag.embed.embedder import Embedder, SentenceTransformerEmbedder
     from rag.errors import RagError
-    from rag.options import Filters
     from rag.index.facade import Index, IndexReport, IndexStats
     from rag.ingest.articles import Article, Skipped
     from rag.ingest.chunking import ChunkSpec
+    from rag.options import Filters
     from rag.results import Answer, Citation, Hit
 
 
