@@ -159,15 +159,15 @@ SNIPPET_CHARS = 400  # of each passage in `rag search`: about five terminal line
 
 
 def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
-    """`text` cut between words before `limit` characters, "…" marking the cut.
+    """`text` cut between words before `limit` characters, "…" marking the cut, as the
+    chat's cards cut it.
 
     >>> snippet("Two were intercepted by the Russians", 22)
     'Two were intercepted …'
     """
-    if len(text) <= limit:
-        return text
-    cut = text.rfind(" ", 0, limit)
-    return text[: cut if cut > 0 else limit].rstrip() + " …"
+    from rag.app.render import clip  # light: no gradio
+
+    return clip(text, limit)
 
 
 def _print_answer(ans: Any) -> None:
