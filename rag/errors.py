@@ -24,7 +24,8 @@ class IndexLockedError(RagError):
 
 
 class IndexWriteError(RagError):
-    """The index could not be written (disk full, read-only folder); the previous index is intact."""
+    """The index could not be written (disk full, read-only folder); the message says what
+    state was left (before the store's commit: the previous index; after it: the new one)."""
 
 
 class InputError(RagError):
