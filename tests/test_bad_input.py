@@ -92,6 +92,16 @@ def nasty_index(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, R
     return index, extra, r
 
 
+# Counted by hand from tests/data/nasty/README and the entries `nasty_index` makes, not
+# from the parser: 22 articles (bom_crlf, cp1252, "naïve file", dup_a, front_matter,
+# invalid_utf8, news.html, plain.md, spoof, utf16, 3 long_title files, 5 good lines of
+# broken.jsonl, 2 good items of list.json, escapes.jsonl, escapes.txt), 14 skips (README,
+# binary, empty, not_supported.pdf, script_only.html, 4 bad lines of broken.jsonl, 2 bad
+# items of list.json, the non-UTF-8 name, the link loop, the link out of the folder) and 1
+# duplicate (dup_b); .hidden.txt is never read.
+GOOD_ARTICLES, PARSE_SKIPS, DUPLICATES = 22, 14, 1
+
+
 def expected(extra: Path) -> tuple[dict[str, Article], list[Skipped], list[Article]]:
     """Good articles (first of each content hash), parse skips, and duplicates."""
     good: dict[str, Article] = {}
@@ -115,10 +125,11 @@ def test_nasty_folder_is_partial_with_every_reason(nasty_index: tuple[Path, Path
     index, extra, r = nasty_index
     assert r.returncode == 3, r.stderr  # partial: distinct from 0 (ok) and 1 (failed)
     good, skipped, dups = expected(extra)
+    assert (len(good), len(skipped), len(dups)) == (GOOD_ARTICLES, PARSE_SKIPS, DUPLICATES)
     m = re.match(r"(\d+) added, 0 updated, 0 removed, 0 unchanged, (\d+) skipped", r.stdout)
     assert m, r.stdout
-    assert int(m.group(1)) == len(good)
-    assert int(m.group(2)) == len(skipped) + len(dups)
+    assert int(m.group(1)) == GOOD_ARTICLES
+    assert int(m.group(2)) == PARSE_SKIPS + DUPLICATES
 
     reported = [ln for ln in r.stderr.splitlines() if ln.startswith("skipped ")]
     assert len(reported) == len(skipped) + len(dups), r.stderr
