@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import time
 from collections.abc import Sequence
@@ -15,23 +14,12 @@ from typing import TYPE_CHECKING, Any
 from rag.app.ui import add_serve_arguments
 from rag.errors import RagError
 from rag.options import ANSWER_MODES, SEARCH_MODES, AnswerMode, Filters
+from rag.terminal import answer_json, print_answer, safe, snippet
 
 if TYPE_CHECKING:
     from rag.embed.embedder import Embedder
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-
-
-def safe(text: str) -> str:
-    """Article text with terminal control sequences removed (articles are untrusted).
-
-    >>> safe("ok\\x1b[31mred")
-    'ok[31mred'
-    """
-    return _CONTROL.sub("", text)
-
-
 def _default_index() -> str:
     return os.environ.get("RAG_INDEX", "index")
 
@@ -155,53 +143,6 @@ def cmd_search(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-SNIPPET_CHARS = 400  # of each passage in `rag search`: about five terminal lines
-
-
-def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
-    """`text` cut between words before `limit` characters, "…" marking the cut, as the
-    chat's cards cut it.
-
-    >>> snippet("Two were intercepted by the Russians", 22)
-    'Two were intercepted …'
-    """
-    from rag.app.render import clip  # light: no gradio
-
-    return clip(text, limit)
-
-
-def _print_answer(ans: Any) -> None:
-    from rag.ingest.dates import display_date
-
-    if ans.short is not None:
-        # The short answer first: the phrase the cited sentence gives, then the sentence.
-        print(f"{safe(ans.short.text)} [{ans.short.n}]\n")
-    print(safe(ans.text))
-    for note in ans.notes:
-        print(f"note: {safe(note)}", file=sys.stderr)
-    if ans.citations:
-        print("\nSources:")
-        for c in ans.citations:
-            when = display_date(c.published)
-            where = c.url or c.path or c.article_id
-            print(f"[{c.n}] {safe(c.title)}{f', published {when}' if when else ''} ({safe(where)})")
-            print(f"    \u201c{safe(c.quote)}\u201d (chars {c.start}-{c.end})")
-    for d in ans.dropped:
-        print(f"dropped (not supported by its source): {safe(d)}", file=sys.stderr)
-
-
-def _answer_json(ans: Any) -> dict[str, Any]:
-    ckeys = ("n", "article_id", "title", "published", "source", "url", "path", "quote",
-             "start", "end")
-    return {
-        "answer": ans.text, "abstained": ans.abstained,
-        "citations": [{k: asdict(c)[k] for k in ckeys} for c in ans.citations],
-        "hits": [asdict(h) for h in ans.hits], "mode": ans.mode, "confidence": ans.confidence,
-        "dropped": list(ans.dropped), "notes": list(ans.notes),
-        "short": asdict(ans.short) if ans.short is not None else None,
-    }
-
-
 def cmd_ask(args: argparse.Namespace) -> int:
     from rag.answering.answer import answer
 
@@ -211,9 +152,9 @@ def cmd_ask(args: argparse.Namespace) -> int:
     ans = answer(args.question, idx, k=args.k, mode=mode, llm=llm,
                  filters=_filters(args))
     if args.json:
-        print(json.dumps(_answer_json(ans), ensure_ascii=False, indent=2))
+        print(json.dumps(answer_json(ans), ensure_ascii=False, indent=2))
     else:
-        _print_answer(ans)
+        print_answer(ans)
     return EXIT_OK
 
 
@@ -237,7 +178,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
         except RagError as e:
             print(f"error: {e}")
             continue
-        _print_answer(ans)
+        print_answer(ans)
         history.append((q, ans.text))
     return EXIT_OK
 

@@ -1,4 +1,4 @@
-"""Sentence vectors stored at index time (rag.retrieve.sentences): right offsets, never
+"""Sentence vectors stored at index time (rag.index.sentences): right offsets, never
 stale, and the same answer scores as embedding the sentences on the fly."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from conftest import SEED_ID, SEEDS, write
 
 from rag import Index
 from rag.answering.extractive import SENTENCE_CHARS, score_sentences
+from rag.index.sentences import SentenceBlock
 from rag.ingest.sentences import split_sentences
-from rag.retrieve.sentences import SentenceBlock
 
 QUESTIONS = ["How many missiles were intercepted?", "Where did the missiles hit?",
              "What did Russia threaten?", "Who is the diplomat?"]
@@ -127,8 +127,8 @@ def test_real_model_int8_vectors_match_fp32(seed_index: Index, real_embedder) ->
 
 
 def test_backfill_upgrades_an_older_index_to_the_same_vectors(index: Index) -> None:
+    from rag.index.sentences import backfill
     from rag.index.store import Store
-    from rag.retrieve.sentences import backfill
 
     hits = index.search(QUESTIONS[1], k=5)
     built = index.sentence_vectors(hits)

@@ -50,7 +50,7 @@ def test_index_log_and_search_lines(driver: list[str], tmp_path: Path) -> None:
 
 
 def test_snippet_cuts_between_words() -> None:
-    from rag.cli import snippet
+    from rag.terminal import snippet
 
     assert snippet("Moscow said two were intercepted", 14) == "Moscow said …"
     assert snippet("short", 14) == "short"

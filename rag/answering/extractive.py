@@ -18,10 +18,10 @@ import numpy as np
 
 from rag.embed.embedder import Embedder
 from rag.index.lexical import tokenize
+from rag.index.sentences import SentenceVectors, sentence_matrix
 from rag.ingest.articles import is_dateline
 from rag.ingest.sentences import split_sentences
 from rag.results import Hit
-from rag.retrieve.sentences import SentenceVectors, sentence_matrix
 
 # Weights of the sentence score; see eval/ for how they were measured.
 W_DENSE, W_COVER, W_TYPE, W_RANK = 0.45, 0.40, 0.10, 0.05

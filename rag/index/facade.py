@@ -42,6 +42,7 @@ from rag.index.folder import (
 )
 from rag.index.rebuild import complete_swap, complete_swap_pending
 from rag.index.rebuild import rebuild as _rebuild
+from rag.index.sentences import SENTENCE_CHARS, SentenceKey, stored_vectors
 from rag.index.store import FORMAT, ArticleInfo, Store
 from rag.index.vectors import KINDS
 from rag.index.writer import (
@@ -58,7 +59,6 @@ from rag.options import MAX_QUERY_CHARS, SEARCH_MODES, Filters, SearchMode
 from rag.results import Hit
 from rag.retrieve.fusion import Fusion, search
 from rag.retrieve.passages import PassageSpec, passages
-from rag.retrieve.sentences import SENTENCE_CHARS, SentenceKey, stored_vectors
 
 # Chunks fetched per passage asked for: three covers the neighbours that fold into one
 # passage (measured on SciFact and the seed article: 3k chunks almost always give k passages).

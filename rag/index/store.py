@@ -19,12 +19,12 @@ import numpy as np
 
 from rag.errors import IndexCorruptError, IndexWriteError
 from rag.faults import checkpoint
+from rag.index.sentences import SentenceBlock
 from rag.ingest.articles import Article
 from rag.ingest.chunking import Chunk
-from rag.retrieve.sentences import SentenceBlock
 
 # An article with its chunks and their vectors, and optionally each chunk's sentence
-# vectors (`rag.retrieve.sentences`; None where not embedded).
+# vectors (`rag.index.sentences`; None where not embedded).
 Upsert = (tuple[Article, Sequence[Chunk], np.ndarray]
           | tuple[Article, Sequence[Chunk], np.ndarray, Sequence[SentenceBlock | None]])
 
@@ -211,25 +211,6 @@ class Store:
             if int(cid) in got:
                 out[n] = np.frombuffer(got[int(cid)], dtype=np.float32)
         return out
-
-    def sentence_blocks(self, chunk_id: int, start: int, end: int, dim: int
-                        ) -> list[SentenceBlock]:
-        """Stored sentences of the chunks overlapping `start:end` in `chunk_id`'s article,
-        from the same version of it (chunks tombstoned together share `deleted`)."""
-        try:
-            chars = self.db.execute(
-                "SELECT value FROM meta WHERE key='sentence_chars'").fetchone()
-            if chars is None:
-                return []
-            rows = self.db.execute(
-                "SELECT s.spans, s.codes, s.scales FROM chunks me JOIN chunks c "
-                "ON c.article_id=me.article_id AND c.deleted IS me.deleted "
-                "JOIN sentences s ON s.chunk_id=c.id "
-                "WHERE me.id=? AND c.start < ? AND c.\"end\" > ?",
-                (int(chunk_id), int(end), int(start))).fetchall()
-        except sqlite3.OperationalError:  # written before sentence vectors (read-only copy)
-            return []
-        return [SentenceBlock.from_row(a, b, c, dim, int(chars[0])) for a, b, c in rows]
 
     def iter_live_vectors(self, batch: int = 10_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(ids, vectors) of live chunks in id order, in batches, for FAISS (no texts)."""

@@ -24,10 +24,10 @@ from rag.errors import InputError
 from rag.faults import checkpoint
 from rag.index.derived import finish_derived, update_derived
 from rag.index.folder import Progress, ProgressBar, WriteLock, count_items
+from rag.index.sentences import SENTENCE_CHARS, SentenceBlock, embed_blocks
 from rag.index.store import Store, Upsert
 from rag.ingest.articles import Article, Skipped, iter_articles
 from rag.ingest.chunking import Chunk, ChunkSpec, chunk_article
-from rag.retrieve.sentences import SENTENCE_CHARS, SentenceBlock, embed_blocks
 
 if TYPE_CHECKING:
     from rag.index.facade import Index
@@ -77,7 +77,7 @@ class Prepared:
     article: Article
     chunks: tuple[Chunk, ...]
     vectors: np.ndarray | None  # one row per chunk; None: not embedded (unchanged article)
-    # Each chunk's sentence vectors (`rag.retrieve.sentences.embed_blocks`); None: none.
+    # Each chunk's sentence vectors (`rag.index.sentences.embed_blocks`); None: none.
     blocks: tuple[SentenceBlock | None, ...] | None = None
 
 
@@ -294,7 +294,7 @@ class _Run:
         if not pending:
             return
         vecs = self.embed([t for a, cs in pending for t in embedding_texts(a, cs)])
-        # The answerer's sentence vectors, stored with the chunks (rag.retrieve.sentences).
+        # The answerer's sentence vectors, stored with the chunks (rag.index.sentences).
         sents = embed_blocks(self.embed, [(a.text, cs) for a, cs in pending],
                              self.sentence_chars)
         checkpoint("embedding")

@@ -25,9 +25,9 @@ import numpy as np
 
 from rag.errors import InputError
 from rag.index.facade import Prepared, chunk_for, embedding_texts
+from rag.index.sentences import SENTENCE_CHARS
 from rag.ingest.articles import Article, Skipped, articles_in_file, iter_files
 from rag.ingest.chunking import ChunkSpec
-from rag.retrieve.sentences import SENTENCE_CHARS
 
 if TYPE_CHECKING:
     from rag.embed.embedder import Embedder
@@ -224,7 +224,7 @@ class EmbedActor:
         return cached_embed(self.embedder, texts, self.cache)[0]
 
     def _prepare(self, todo: list[Prepared]) -> list[Prepared | Skipped]:
-        from rag.retrieve.sentences import embed_blocks
+        from rag.index.sentences import embed_blocks
 
         vecs = self._embed([t for x in todo for t in embedding_texts(x.article, x.chunks)])
         blocks = embed_blocks(self._embed, [(x.article.text, x.chunks) for x in todo],

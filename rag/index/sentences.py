@@ -18,6 +18,7 @@ existed, simply has no stored vector, and the caller embeds it as before.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -133,6 +134,26 @@ def embed_blocks(
     return out
 
 
+def _stored_blocks(store: Store, chunk_id: int, start: int, end: int,
+                   dim: int) -> list[SentenceBlock]:
+    """Stored sentences of the chunks overlapping `start:end` in `chunk_id`'s article,
+    from the same version of it (chunks tombstoned together share `deleted`)."""
+    try:
+        chars = store.db.execute(
+            "SELECT value FROM meta WHERE key='sentence_chars'").fetchone()
+        if chars is None:
+            return []
+        rows = store.db.execute(
+            "SELECT s.spans, s.codes, s.scales FROM chunks me JOIN chunks c "
+            "ON c.article_id=me.article_id AND c.deleted IS me.deleted "
+            "JOIN sentences s ON s.chunk_id=c.id "
+            "WHERE me.id=? AND c.start < ? AND c.\"end\" > ?",
+            (int(chunk_id), int(end), int(start))).fetchall()
+    except sqlite3.OperationalError:  # written before sentence vectors (read-only copy)
+        return []
+    return [SentenceBlock.from_row(a, b, c, dim, int(chars[0])) for a, b, c in rows]
+
+
 def stored_vectors(store: Store, hits: Sequence[Hit], dim: int,
                    chars: int) -> dict[SentenceKey, np.ndarray]:
     """Stored vectors of the sentences inside `hits`, keyed by (article id, start, end).
@@ -140,7 +161,7 @@ def stored_vectors(store: Store, hits: Sequence[Hit], dim: int,
     Sentences with nothing stored (an older index, another `chars`) are absent."""
     out: dict[SentenceKey, np.ndarray] = {}
     for h in hits:
-        for block in store.sentence_blocks(h.chunk_id, h.start, h.end, dim):
+        for block in _stored_blocks(store, h.chunk_id, h.start, h.end, dim):
             if block.chars != chars:
                 return {}
             inside = (block.spans[:, 0] >= h.start) & (block.spans[:, 1] <= h.end)
