@@ -4,7 +4,7 @@
         [--backfill] [--indexing-cost ARTICLES.jsonl]
 
 Prints p50/p95 of the whole extractive answer and of its search step, back to back with
-the sentence vectors stored in the index (`rag.retrieve.sentences`) and with them ignored
+the sentence vectors stored in the index (`rag.index.sentences`) and with them ignored
 (every candidate sentence embedded on the fly, as before they existed), plus the bytes
 they take per chunk. `--backfill` first stores them in an index written before they
 existed (it writes to DIR). `--indexing-cost` embeds a sample of articles' chunks and
@@ -54,7 +54,7 @@ def indexing_cost(idx: Index, articles: Path, n: int) -> None:
     """Time to embed `n` articles' chunks, then their sentences (as indexing does)."""
     from rag.index.writer import chunk_for, embedding_texts
     from rag.ingest.articles import Article
-    from rag.retrieve.sentences import chunk_sentences
+    from rag.index.sentences import chunk_sentences
 
     arts = []
     for line in articles.open():
@@ -96,7 +96,7 @@ def main() -> int:
     if args.backfill:
         from rag.index.folder import WriteLock
         from rag.index.store import Store
-        from rag.retrieve.sentences import backfill
+        from rag.index.sentences import backfill
 
         with WriteLock(Path(args.index), timeout=10):
             t = time.perf_counter()
