@@ -52,9 +52,9 @@ def sentence_bytes(idx: Index) -> tuple[float, float, int]:
 
 def indexing_cost(idx: Index, articles: Path, n: int) -> None:
     """Time to embed `n` articles' chunks, then their sentences (as indexing does)."""
+    from rag.index.sentences import chunk_sentences
     from rag.index.writer import chunk_for, embedding_texts
     from rag.ingest.articles import Article
-    from rag.index.sentences import chunk_sentences
 
     arts = []
     for line in articles.open():
@@ -95,8 +95,8 @@ def main() -> int:
     embedder = SentenceTransformerEmbedder(threads=args.threads)
     if args.backfill:
         from rag.index.folder import WriteLock
-        from rag.index.store import Store
         from rag.index.sentences import backfill
+        from rag.index.store import Store
 
         with WriteLock(Path(args.index), timeout=10):
             t = time.perf_counter()
