@@ -153,3 +153,32 @@ def test_a_chunk_without_a_whole_sentence_is_indexed(tmp_path: Path, fake) -> No
     assert hits and idx.stats().articles == 2
     assert all(h.text for h in hits)
     assert score_sentences("word?", hits, idx.embedder, stored=idx) is not None
+
+
+def test_chunk_sentences_matches_the_plain_scan_on_random_texts() -> None:
+    """The one-pass assignment equals "the first chunk holding the sentence whole"."""
+    import random
+
+    from rag.index.sentences import chunk_sentences
+    from rag.ingest.chunking import ChunkSpec, chunk_article
+    from rag.ingest.sentences import split_sentences
+
+    def plain(text: str, chunks: list) -> list[list[tuple[int, int]]]:
+        out: list[list[tuple[int, int]]] = [[] for _ in chunks]
+        for a, b in split_sentences(text):
+            for n, c in enumerate(chunks):
+                if c.start <= a and b <= c.end:
+                    out[n].append((a, b))
+                    break
+        return out
+
+    rng = random.Random(7)
+    words = "the harbour ferry strike minister said monday two missiles intercepted".split()
+    for _ in range(60):
+        sentences = [" ".join(rng.choice(words) for _ in range(rng.choice([2, 9, 30, 300])))
+                     .capitalize() + rng.choice([".", "?", "\n\n"])
+                     for _ in range(rng.randint(1, 40))]
+        text = " ".join(sentences)
+        spec = ChunkSpec(max_tokens=rng.choice([40, 160]), overlap_tokens=rng.choice([0, 10, 30]))
+        chunks = chunk_article("x", text, spec)
+        assert chunk_sentences(text, chunks) == plain(text, chunks)
