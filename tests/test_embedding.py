@@ -43,3 +43,14 @@ def test_bulk_embedding_measures_bf16_and_keeps_the_faster(monkeypatch, bf16_fas
     for _ in range(BF16_TRIALS + 1):
         forced.embed(bulk)
     assert forced._model.modes == [not bf16_faster] * (BF16_TRIALS + 1)
+
+
+def test_idle_cores_are_read_from_the_machine() -> None:
+    """The thread choice watches /proc/stat: a number of cores between none and all."""
+    import os
+
+    from rag.embed.embedder import _idle_cores, available_threads
+
+    idle = _idle_cores(0.05)
+    assert idle is not None and 0.0 <= idle <= (os.cpu_count() or 1) + 1e-9
+    assert 1 <= available_threads() <= len(os.sched_getaffinity(0))
