@@ -15,11 +15,12 @@ the sentence, and whether it says something the question does not already say.
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from rag.index.lexical import stemmer
 
 Kind = str  # "number" | "date" | "person" | "place" | "name" | "thing"
 
@@ -167,15 +168,8 @@ _PLACE_HEADS = frozenset(["city", "cities", "country", "countries", "state", "st
 _PERSON_HEADS = frozenset(["person", "man", "woman", "player", "driver", "leader", "president", "actor", "actress", "singer", "author", "artist", "politician", "official", "golfer", "athlete", "star", "ceo", "minister", "senator", "governor", "king", "queen"])
 
 
-@functools.lru_cache(maxsize=1)
-def _stemmer() -> Any:
-    import Stemmer  # PyStemmer, as the BM25 index uses
-
-    return Stemmer.Stemmer("english")
-
-
 def _stems(words: Sequence[str]) -> list[str]:
-    return [str(s) for s in _stemmer().stemWords([w.lower() for w in words])]
+    return [str(s) for s in stemmer().stemWords([w.lower() for w in words])]
 
 
 def _question_stems(question: str) -> set[str]:

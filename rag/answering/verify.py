@@ -19,12 +19,12 @@ import functools
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from rag.answering.prompt import ABSTAIN
 from rag.embed.embedder import Embedder
+from rag.index.lexical import stemmer
 from rag.ingest.dates import display_date
 from rag.ingest.sentences import split_sentences
 from rag.markers import MARKER, REF
@@ -302,7 +302,7 @@ def _numbers_and_words(text: str) -> tuple[set[str], list[tuple[int, str, str]]]
             value = float(_NUMBER_WORDS[low])
         else:
             if low not in _SCALES or not (k and tokens[k - 1][0].isdigit()):
-                words.append((k, raw, _stemmer().stemWord(re.sub(r"['’]s$", "", low))))
+                words.append((k, raw, stemmer().stemWord(re.sub(r"['’]s$", "", low))))
             continue
         value *= _SCALES.get(tokens[k + 1].lower() if k + 1 < len(tokens) else "", 1.0)
         numbers.add(f"{value:.10g}")
@@ -328,7 +328,7 @@ def _vocab(text: str, extra: str = "") -> _Terms:
     stems = {stem for _, _, stem in words}
     for month in re.findall(r"\b\d{4}-(\d{2})-\d{2}", extra):  # 2024-11-26 -> "November"
         if 1 <= int(month) <= 12:
-            stems.add(_stemmer().stemWord(_MONTHS[int(month) - 1]))
+            stems.add(stemmer().stemWord(_MONTHS[int(month) - 1]))
     return _Terms(dict.fromkeys(stems, 1.0), frozenset(numbers))
 
 
@@ -352,8 +352,3 @@ def _found(stem: str, stems: Collection[str]) -> bool:
     return False
 
 
-@functools.cache
-def _stemmer() -> Any:
-    import Stemmer  # PyStemmer, already a dependency of the lexical index
-
-    return Stemmer.Stemmer("english")

@@ -58,14 +58,13 @@ from rag.eval.scoring import (
     score,
     summarize,
 )
-from rag.options import SearchMode
+from rag.options import SEARCH_MODES
 
 if TYPE_CHECKING:
     from rag.embed.embedder import Embedder
     from rag.index.facade import Index
     from rag.ingest.chunking import ChunkSpec
 
-MODES: tuple[SearchMode, ...] = ("dense", "lexical", "hybrid")
 __all__ = ["Gold", "QuestionResult", "add_notes", "default_index_dir", "evaluate", "load_gold",
            "notes", "open_index", "summarize", "summary_table", "table", "write_outputs"]
 
@@ -109,7 +108,7 @@ def ablate_modes(gold: Sequence[Gold], index: Index) -> dict[str, dict[str, floa
     """Retrieval of the answerable questions with dense only, BM25 only, and hybrid search."""
     answerable = [g for g in gold if not g.unanswerable]
     table: dict[str, dict[str, float]] = {}
-    for mode in MODES:
+    for mode in SEARCH_MODES:
         ranks, strict = [], []
         for g in answerable:
             hits = index.search(g.question, k=RETRIEVAL_DEPTH, mode=mode)

@@ -33,7 +33,8 @@ _BUILD_BATCH = 20_000  # chunks tokenized at a time when building: bounds Python
 
 
 @lru_cache(maxsize=1)
-def _stemmer() -> Any:
+def stemmer() -> Any:
+    """The English Snowball stemmer BM25 uses (PyStemmer); answers stem with the same one."""
     import Stemmer  # PyStemmer
 
     return Stemmer.Stemmer("english")
@@ -44,7 +45,7 @@ def tokenize(texts: Sequence[str]) -> list[list[str]]:
     import bm25s
 
     out = bm25s.tokenize(
-        list(texts), token_pattern=_TOKEN_PATTERN, stopwords="en", stemmer=_stemmer(),
+        list(texts), token_pattern=_TOKEN_PATTERN, stopwords="en", stemmer=stemmer(),
         return_ids=False, show_progress=False,
     )
     return [list(t) for t in out]
