@@ -97,7 +97,7 @@ def cmd_index(args: argparse.Namespace) -> int:
           f"{report.unchanged} unchanged, {len(report.skipped)} skipped; "
           f"{report.chunks_added} chunks embedded; index holds {report.articles} articles, "
           f"{report.chunks} chunks ({report.seconds:.1f} s)"
-          + (f"; {report.reused} vectors reused from an interrupted run" if report.reused else "")
+          + (f"; {report.reused} vectors reused from the vector cache, not embedded again" if report.reused else "")
           + (f"; {report.kept} articles kept: their files could not be read" if report.kept
              else ""), flush=True)  # a log shows it now, not at exit
     return EXIT_PARTIAL if report.skipped else EXIT_OK

@@ -198,3 +198,32 @@ def test_seed_short_answers_are_exact_spans(seed_index) -> None:
             shorts += 1
             _check_short(a, text)
     assert shorts >= len(questions) // 2
+
+
+def _scored(text: str, score: float, start: int):
+    from rag.answering.extractive import Scored
+
+    hit = Hit(article_id="a", title="T", published=None, source=None, url=None, path=None,
+              rank=1, score=1.0, chunk_id=1, text=text, start=start, end=start + len(text))
+    return Scored(hit, start, start + len(text), text, score, score, 0.0)
+
+
+def test_a_lead_without_the_asked_for_phrase_brings_the_sentence_that_has_it() -> None:
+    from rag.answering.extractive import KIND_WITHIN, SECOND_WITHIN, select
+
+    q = "Which NFL player says he lost more than 100 pounds on a water fast?"
+    lead = _scored("A former NFL champion says he lost more than 100 pounds on a water fast.",
+                   0.62, 0)
+    name = _scored("Russell Okung spent most of his career weighing more than 300 pounds.",
+                   0.62 - (SECOND_WITHIN + KIND_WITHIN) / 2, 80)
+    filler = _scored("Such fasts can be dangerous for most people, experts warn.", 0.55, 160)
+    chosen = select(q, [lead, filler, name])
+    assert [s.start for s in chosen] == [0, 80]  # the name, from below the usual window
+    # A lead that already names a person needs no help; nor does a question without a kind.
+    named = _scored("Russell Okung says he lost more than 100 pounds on a water fast.", 0.62, 0)
+    assert [s.start for s in select(q, [named, filler, name])] == [0]
+    why = "Why did the NFL player fast on water?"
+    assert [s.start for s in select(why, [lead, filler, name])] == [0]
+    # Too far below the lead, even a sentence with the name stays out.
+    far = _scored(name.text, 0.62 - KIND_WITHIN - 0.05, 80)
+    assert [s.start for s in select(q, [lead, filler, far])] == [0]

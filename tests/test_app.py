@@ -437,3 +437,18 @@ def test_llm_choice_only_with_an_llm(tmp_path: Path) -> None:
 
     assert "Answer mode" not in labels(None)
     assert "Answer mode" in labels(OpenAICompatible("http://127.0.0.1:9/v1", "m"))
+
+
+def test_exports_replace_their_file_instead_of_piling_up() -> None:
+    from rag.app.blocks import _export_file
+
+    first = _export_file("conv-1", "Missiles.md", "one")
+    second = _export_file("conv-1", "Missiles, renamed.md", "two")
+    other = _export_file("../../etc/conv-2", "Other.md", "three")
+    root = first.parent.parent
+    assert second.read_text(encoding="utf-8") == "two" and not first.exists()
+    assert [p.name for p in second.parent.iterdir()] == ["Missiles, renamed.md"]
+    # Every export sits in the one folder of this process, whatever the browser sent.
+    assert other.parent.parent == root and other.read_text(encoding="utf-8") == "three"
+    assert second.parent != other.parent
+    assert all(len(list(folder.iterdir())) == 1 for folder in root.iterdir())  # one file each

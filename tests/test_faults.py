@@ -666,7 +666,7 @@ def test_a_killed_run_resumes_without_embedding_again(tmp_path: Path,
     r = run([*cmd, str(index)], RAG_TEST_LOG=str(tmp_path / "rerun.log"))
     assert r.returncode == 0, r.stderr
     assert embedded(tmp_path / "rerun.log") == total - before_kill  # nothing embedded twice
-    assert "vectors reused from an interrupted run" in r.stdout
+    assert "vectors reused from the vector cache" in r.stdout
     assert store_state(index) == store_state(clean)
     assert_clean(index)
 

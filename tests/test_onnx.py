@@ -64,6 +64,21 @@ def test_onnx_vectors_match_torch(model_copy, cache, monkeypatch):
     assert meta["min_cosine"] >= PARITY_MIN_COSINE
 
 
+def test_bulk_work_on_parallel_sessions_gives_the_same_vectors(model_copy, cache, monkeypatch):
+    monkeypatch.setenv("RAG_CACHE_DIR", str(cache))
+    from rag.embed.onnx import BULK_MIN
+
+    # Enough texts of mixed lengths for a bulk call of several batches, in no length order.
+    texts = [f"{t} ({n})" for n in range(BULK_MIN // len(TEXTS) + 2) for t in TEXTS]
+    assert len(texts) >= BULK_MIN
+    two, one = OnnxEmbedder(str(model_copy), threads=2), OnnxEmbedder(str(model_copy), threads=1)
+    got, want = two.embed(texts), one.embed(texts)
+    assert len(two._bulk) == 2 and len(one._bulk) == 1  # two one-thread sessions vs one
+    assert np.allclose(got, want, atol=1e-5)  # same rows, in the caller's order
+    # A small call (a query) still runs on the one query session.
+    assert np.allclose(two.embed(texts[:3]), want[:3], atol=1e-5)
+
+
 def test_a_changed_model_is_exported_again(model_copy, cache, monkeypatch, tmp_path):
     monkeypatch.setenv("RAG_CACHE_DIR", str(cache))
     before = exported(model_copy, "copy")  # made by the parity test, or now

@@ -10,6 +10,9 @@ Markdown goes through `render` (escaped).
 
 from __future__ import annotations
 
+import atexit
+import hashlib
+import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -203,9 +206,8 @@ def _shown(service: Service) -> Any:
         turns = conv.turns if conv else ()
         export = None
         if conv and turns and service.ready.is_set() and not service.error:
-            folder = Path(tempfile.mkdtemp(prefix="rag-export-"))
-            export = folder / (safe_name(f"{conv.title}.md") or "conversation.md")
-            export.write_text(export_markdown(conv, service.resolve), encoding="utf-8")
+            export = _export_file(conv.id, safe_name(f"{conv.title}.md") or "conversation.md",
+                                  export_markdown(conv, service.resolve))
         ready = service.ready.is_set() and not service.error
         panel = panel_html(turns, service.resolve) if ready else EMPTY_SOURCES
         last = turns[-1] if turns else None
@@ -215,6 +217,29 @@ def _shown(service: Service) -> Any:
                                   interactive=export is not None),
                 gr.Button(visible=bool(last and last.abstained and last.filter)))
     return show
+
+
+_EXPORTS: list[Path] = []  # this process's export folder, made on first use
+
+
+def _export_file(conv_id: str, name: str, text: str) -> Path:
+    """The conversation's Markdown export as a file for the download button.
+
+    One folder per process, removed at exit, and one file per conversation, replaced on
+    each change: a folder per export piled up in /tmp over a day of use. Gradio copies the
+    file into its own cache when it serves it, so replacing it later is safe."""
+    if not _EXPORTS:
+        _EXPORTS.append(Path(tempfile.mkdtemp(prefix="rag-export-")))
+        atexit.register(shutil.rmtree, _EXPORTS[0], True)
+    # The id comes from the browser: hashed, it cannot name a path outside the folder.
+    folder = _EXPORTS[0] / hashlib.sha256(conv_id.encode()).hexdigest()[:16]
+    folder.mkdir(parents=True, exist_ok=True)
+    export = folder / name
+    export.write_text(text, encoding="utf-8")
+    for old in folder.iterdir():
+        if old != export:
+            old.unlink(missing_ok=True)  # the conversation's title changed
+    return export
 
 
 def _filter_label(s: Settings) -> str:
