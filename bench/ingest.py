@@ -65,6 +65,8 @@ def main() -> int:
                    help="e.g. add +int8 for the quantized ONNX model")
     p.add_argument("--threads", type=int)
     p.add_argument("--keep", type=Path, help="build the index here and keep it")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress lines on stderr (a whole news-dev build takes ~20 min)")
     args = p.parse_args()
     if not args.corpus.exists():
         print(f"skipped: {args.corpus} not found (the benchmark data lives in ../shared/)")
@@ -83,7 +85,7 @@ def main() -> int:
                 corpus.write_text("".join(islice(src, args.limit)))
         where = args.keep or Path(tmp) / "index"
         t0 = time.perf_counter()
-        idx = Index.build([corpus], path=where, embedder=embedder, progress=False)
+        idx = Index.build([corpus], path=where, embedder=embedder, progress=not args.quiet)
         wall = time.perf_counter() - t0
         rep = idx.last_report
         assert rep is not None
