@@ -219,18 +219,17 @@ def select(question: str, scored: Sequence[Scored], first: Scored | None = None,
         if s is first or any(_similar(s.text, c.text) for c in chosen):
             continue
         fills_slot = slot_open and bool(typed_spans(question, s.text))
-        if s.score < scored[0].score - SECOND_WITHIN:
-            if fills_slot:
-                chosen.append(s)
-                slot_open = False
-            continue
         st = set(tokenize([s.text])[0]) & terms
-        adds_kind = kind is not None and not have_kind and _has_type(kind, s.text) > 0
-        tie = s.score >= first.score - TIE_WITHIN and len(chosen) == 1
-        # New question words earn a second sentence only when it scores close to the lead
-        # (news-dev tune: any new word within SECOND_WITHIN gave 2.19 sentences per answer,
-        # answer-contains 0.276; none at all 1.47 and 0.216; within WORDS_WITHIN 1.58, 0.259).
-        adds_words = bool(st - have) and len(chosen) == 1 and s.score >= first.score - WORDS_WITHIN
+        adds_kind = tie = adds_words = False
+        if s.score >= scored[0].score - SECOND_WITHIN:  # below it, only the slot counts
+            adds_kind = kind is not None and not have_kind and _has_type(kind, s.text) > 0
+            tie = s.score >= first.score - TIE_WITHIN and len(chosen) == 1
+            # New question words earn a second sentence only when it scores close to the
+            # lead (news-dev tune: any new word within SECOND_WITHIN gave 2.19 sentences per
+            # answer, answer-contains 0.276; none at all 1.47 and 0.216; within WORDS_WITHIN
+            # 1.58, 0.259).
+            adds_words = (bool(st - have) and len(chosen) == 1
+                          and s.score >= first.score - WORDS_WITHIN)
         if not adds_kind and not tie and not adds_words and not fills_slot:
             continue
         chosen.append(s)

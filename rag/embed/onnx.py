@@ -208,23 +208,10 @@ class OnnxEmbedder:
                                                 if k in self._inputs})[0]
         return result
 
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        self._ready()
-        ids = self._token_ids(texts)
-        # Batches of similar length, so no batch embeds a long text's worth of padding;
-        # rows go back in the caller's order.
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        sessions = self._sessions_for(len(ids))
-        out = np.zeros((len(ids), self.dim), dtype=np.float32)
-        batches = [order[b:b + BATCH] for b in range(0, len(order), BATCH)]
-        if len(sessions) == 1 or len(batches) == 1:
-            for rows in batches:
-                out[rows] = self._run(sessions[0], ids, rows)
-            return normalize(out)
-        # Each worker takes the next batch when it is free (ONNX Runtime releases the GIL);
-        # the rows each batch writes are its own.
+    def _run_parallel(self, sessions: list[Any], ids: list[list[int]],
+                      batches: list[list[int]], out: np.ndarray) -> None:
+        """`batches` on `sessions` at once, each session taking the next batch when it is
+        free (ONNX Runtime releases the GIL); each batch writes only its own rows of `out`."""
         free: queue.SimpleQueue[Any] = queue.SimpleQueue()
         for session in sessions:
             free.put(session)
@@ -238,4 +225,21 @@ class OnnxEmbedder:
 
         with ThreadPoolExecutor(len(sessions), thread_name_prefix="rag-embed") as pool:
             list(pool.map(work, batches))
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        self._ready()
+        ids = self._token_ids(texts)
+        # Batches of similar length, so no batch embeds a long text's worth of padding;
+        # rows go back in the caller's order.
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        sessions = self._sessions_for(len(ids))
+        out = np.zeros((len(ids), self.dim), dtype=np.float32)
+        batches = [order[b:b + BATCH] for b in range(0, len(order), BATCH)]
+        if len(sessions) == 1 or len(batches) == 1:  # a query: no pool on the hot path
+            for rows in batches:
+                out[rows] = self._run(sessions[0], ids, rows)
+        else:
+            self._run_parallel(sessions, ids, batches, out)
         return normalize(out)
