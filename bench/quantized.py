@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from rag.embed.onnx import INT8, OnnxEmbedder
+from rag.eval.benchmarks import load_qrels
 from rag.eval.metrics import ndcg_at_k
 
 DEFAULT = Path(__file__).resolve().parent.parent.parent / "shared/datasets/scifact"
@@ -38,10 +39,7 @@ def main() -> int:
     if not (args.data / "corpus.jsonl").exists():
         print(f"skipped: {args.data} not found")
         return 0
-    qrels: dict[str, dict[str, int]] = {}
-    for line in (args.data / "qrels" / "test.tsv").read_text().splitlines()[1:]:
-        q, d, s = line.split("\t")
-        qrels.setdefault(q, {})[d] = int(s)
+    qrels = load_qrels(args.data / "qrels" / "test.tsv")
     judged = {d for rel in qrels.values() for d in rel}
     docs = [json.loads(line) for line in (args.data / "corpus.jsonl").open()]
     if args.docs:

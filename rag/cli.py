@@ -129,7 +129,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.json:
         keys = ("rank", "score", "article_id", "title", "published", "source", "url", "path",
                 "chunk_id", "text", "start", "end", "dense", "lexical")
-        print(json.dumps([{k: asdict(h)[k] for k in keys} for h in hits], ensure_ascii=False,
+        print(json.dumps([{k: d[k] for k in keys} for d in map(asdict, hits)], ensure_ascii=False,
                          indent=2))
         return EXIT_OK
     from rag.ingest.dates import display_date

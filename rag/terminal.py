@@ -60,7 +60,7 @@ def answer_json(ans: Any) -> dict[str, Any]:
              "start", "end")
     return {
         "answer": ans.text, "abstained": ans.abstained,
-        "citations": [{k: asdict(c)[k] for k in ckeys} for c in ans.citations],
+        "citations": [{k: d[k] for k in ckeys} for d in map(asdict, ans.citations)],
         "hits": [asdict(h) for h in ans.hits], "mode": ans.mode, "confidence": ans.confidence,
         "dropped": list(ans.dropped), "notes": list(ans.notes),
         "short": asdict(ans.short) if ans.short is not None else None,

@@ -8,6 +8,7 @@ checked against the passage it cites; unsupported sentences are dropped.
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -26,14 +27,6 @@ if TYPE_CHECKING:
     from rag.answering.llm import Generator
     from rag.index.facade import Index
 
-# Below this confidence the extractive answerer abstains. Calibrated on SQuAD 2.0 dev (500
-# questions, 258 unanswerable) and eval/gold/seeds.jsonl: without a reader model, SQuAD's
-# adversarial unanswerables are hard to tell apart (best accuracy 0.59 against 0.52 for
-# always abstaining, at the cost of 57% false abstentions), while on the seed gold any
-# threshold above 0.35 only adds false abstentions. So abstain when the best sentence is
-# clearly weak, or when the question names something no passage mentions.
-ABSTAIN_BELOW = 0.35
-MISSING_NAME_PENALTY = 0.2
 REPEAT_PENALTY = 0.1  # a follow-up rarely wants the sentence it was just given
 CONTEXT_WEIGHT = 0.3
 # Nearer articles are mildly preferred for every question (news is asked about at a date):
@@ -149,22 +142,23 @@ def retrieve(question: str, index: Index, *, history: Sequence[Turn] = (), k: in
     return prefer_recent(hits, as_of, k)
 
 
-# (index path, store version) -> the newest publication date: one small query per version.
-_NEWEST: dict[tuple[str, int], str | None] = {}
+# store -> (its version, the newest publication date): one small query per version. Keyed
+# by the store object, not the index path: a rebuild swaps in a new store at the same path
+# whose version count starts again, and must not inherit the old store's date.
+_NEWEST: weakref.WeakKeyDictionary[Any, tuple[int, str | None]] = weakref.WeakKeyDictionary()
 
 
 def _newest_published(index: Index) -> str | None:
-    """The newest publication date in the index (remembered per index version)."""
+    """The newest publication date in the index (remembered per store and version)."""
     store = getattr(index, "store", None)
     if store is None:
         return "9999"  # unknown: always filter
-    key = (str(getattr(index, "path", id(index))), store.version)
-    if key not in _NEWEST:
+    version = store.version
+    known = _NEWEST.get(store)
+    if known is None or known[0] != version:
         row = store.db.execute("SELECT max(published) FROM articles").fetchone()
-        if len(_NEWEST) > 64:
-            _NEWEST.clear()
-        _NEWEST[key] = row[0] if row else None
-    return _NEWEST[key]
+        known = _NEWEST[store] = (version, row[0] if row else None)
+    return known[1]
 
 
 def prefer_recent(hits: Sequence[Hit], as_of: str, k: int,

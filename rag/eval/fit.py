@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from rag.eval.squad_short import FIT_IDS, read_ids
+
 L2 = 1.0  # ridge on the standardised weights: ~400 questions, 10 features
 NEWTON_STEPS = 50
 
@@ -76,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m rag.eval.fit", description=__doc__)
     ap.add_argument("squad", help="a --features result on SQuAD2-500 (rag.eval.fit's input)")
     ap.add_argument("--news", help="the same on news-dev (its tune split is fitted on)")
-    ap.add_argument("--squad-ids", default="eval/squad_fit_ids.txt")
+    ap.add_argument("--squad-ids", default=str(FIT_IDS))
     ap.add_argument("--max-false", type=float, default=0.08,
                     help="false abstention allowed on the fitting set (below the 0.10 target)")
     ap.add_argument("--l2", type=float, default=L2)
@@ -85,8 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     news = (json.loads(Path(args.news).read_text(encoding="utf-8")) if args.news
             else {"questions": []})
     names = squad["abstain_features"]
-    ids = {ln.strip() for ln in Path(args.squad_ids).read_text().splitlines()
-           if ln.strip() and not ln.startswith("#")}
+    ids = read_ids(Path(args.squad_ids))
     fit_news = rows(news, lambda q: q.get("split") == "tune")
     fit_squad = rows(squad, lambda q: q["id"] in ids)
     x, y = design(fit_news + fit_squad, names)

@@ -142,14 +142,10 @@ def embed_blocks(
 
 
 def _stored_blocks(store: Store, chunk_id: int, start: int, end: int,
-                   dim: int) -> list[SentenceBlock]:
+                   dim: int, chars: int) -> list[SentenceBlock]:
     """Stored sentences of the chunks overlapping `start:end` in `chunk_id`'s article,
     from the same version of it (chunks tombstoned together share `deleted`)."""
     try:
-        chars = store.db.execute(
-            "SELECT value FROM meta WHERE key='sentence_chars'").fetchone()
-        if chars is None:
-            return []
         rows = store.db.execute(
             "SELECT s.spans, s.codes, s.scales FROM chunks me JOIN chunks c "
             "ON c.article_id=me.article_id AND c.deleted IS me.deleted "
@@ -158,7 +154,7 @@ def _stored_blocks(store: Store, chunk_id: int, start: int, end: int,
             (int(chunk_id), int(end), int(start))).fetchall()
     except sqlite3.OperationalError:  # written before sentence vectors (read-only copy)
         return []
-    return [SentenceBlock.from_row(a, b, c, dim, int(chars[0])) for a, b, c in rows]
+    return [SentenceBlock.from_row(a, b, c, dim, chars) for a, b, c in rows]
 
 
 def stored_vectors(store: Store, hits: Sequence[Hit], dim: int,
@@ -166,11 +162,12 @@ def stored_vectors(store: Store, hits: Sequence[Hit], dim: int,
     """Stored vectors of the sentences inside `hits`, keyed by (article id, start, end).
 
     Sentences with nothing stored (an older index, another `chars`) are absent."""
+    row = store.db.execute("SELECT value FROM meta WHERE key='sentence_chars'").fetchone()
+    if row is None or int(row[0]) != chars:  # none stored, or each of another length
+        return {}
     out: dict[SentenceKey, np.ndarray] = {}
     for h in hits:
-        for block in _stored_blocks(store, h.chunk_id, h.start, h.end, dim):
-            if block.chars != chars:
-                return {}
+        for block in _stored_blocks(store, h.chunk_id, h.start, h.end, dim, chars):
             inside = (block.spans[:, 0] >= h.start) & (block.spans[:, 1] <= h.end)
             if not inside.any():
                 continue
