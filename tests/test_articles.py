@@ -260,6 +260,29 @@ def test_one_megabyte_single_line_without_punctuation_loads(tmp_path: Path) -> N
     assert art.text == ("word " * 200_000).strip()
 
 
+@pytest.mark.parametrize("ending", ["...", "\u2026", "?", "!"])
+def test_a_headline_is_a_title_however_it_ends(tmp_path: Path, ending: str) -> None:
+    """Headlines that trail off ("..." or "…") are titles, with or without a dateline above,
+    in every format that can have one; the file name stands in only where none exists."""
+    headline = f"Minister says more cuts are coming{ending}"
+    body = "The minister announced on Monday that the budget would be cut again."
+    (tmp_path / "plain.txt").write_text(f"{headline}\n\n{body}\n")
+    (tmp_path / "dated.txt").write_text(
+        f"Published 10:00 IST, May 2nd 2024\n{headline}\n{body}\n")
+    (tmp_path / "heading.md").write_text(f"# {headline}\n\n{body}\n")
+    (tmp_path / "page.html").write_text(
+        f"<html><head><title>{headline}</title></head><body><article><h1>{headline}</h1>"
+        f"<p>{body} The cuts fall on schools and hospitals first, officials said.</p>"
+        "<p>Unions said they would strike if the cuts went ahead as planned this year.</p>"
+        "</article></body></html>")
+    (tmp_path / "no_headline.txt").write_text(f"{body}\n\nA second paragraph follows.\n")
+    titles = {Path(a.path).name: a.title for a in load(tmp_path) if isinstance(a, Article)}
+    assert titles == {"plain.txt": headline, "dated.txt": headline, "heading.md": headline,
+                      "page.html": headline, "no_headline.txt": "no_headline"}
+    dated = one(tmp_path / "dated.txt")
+    assert dated.published.startswith("2024-05-02") and headline not in dated.text
+
+
 def test_title_from_file_name_does_not_enter_the_hash(tmp_path: Path) -> None:
     body = "This paragraph is the whole article and it ends with a period."
     (tmp_path / "one.txt").write_text(body)
