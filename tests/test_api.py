@@ -16,9 +16,10 @@ def test_public_surface_is_what_we_mean():
 
 
 def test_import_is_light():
-    code = ("import sys, json, rag; "
+    code = ("import sys, json, rag; from rag import OpenAICompatible; "
+            "OpenAICompatible('http://127.0.0.1:9/v1', 'm'); "
             "print(json.dumps([m for m in ('torch','sentence_transformers','faiss','gradio',"
-            "'bm25s','transformers','tiktoken') if m in sys.modules]))")
+            "'bm25s','transformers','tiktoken','openai','httpx') if m in sys.modules]))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == []
 

@@ -101,6 +101,8 @@ class Reply:
     error: str = ""
     wait_before: float = 0.0  # seconds of silence before answering (for timeouts)
     wait_after_first: float = 0.0  # silence after the first streamed delta
+    ignore_stream: bool = False  # answer in one JSON piece even when asked to stream
+    error_event: str = ""  # sent as an `{"error": ...}` event after the deltas
 
 
 @dataclass
@@ -131,7 +133,7 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.status != 200:
             self._send(reply.status, "application/json",
                        json.dumps({"error": {"message": reply.error}}).encode())
-        elif body.get("stream"):
+        elif body.get("stream") and not reply.ignore_stream:
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.end_headers()
@@ -143,6 +145,9 @@ class _Handler(BaseHTTPRequestHandler):
                 if i == 0 and reply.wait_after_first:
                     state.release.wait(reply.wait_after_first)
                     return
+            if reply.error_event:
+                event = {"error": {"message": reply.error_event, "type": "server_error"}}
+                self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
             self.wfile.write(b"data: [DONE]\n\n")
         else:
             content = "".join(reply.deltas)
@@ -176,7 +181,6 @@ def server() -> Iterator[FakeLLMServer]:
 
 
 def client(server: FakeLLMServer, **kwargs: Any) -> OpenAICompatible:
-    kwargs.setdefault("backoff", 0.01)
     return OpenAICompatible(server.base_url, "llama3.2", **kwargs)
 
 
@@ -211,14 +215,15 @@ def test_server_down_fails_fast_with_what_to_do() -> None:
     with socket.socket() as s:  # a port that was free a moment ago: nothing listens
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    llm = OpenAICompatible(f"http://127.0.0.1:{port}/v1", "llama3.2", backoff=0.05)
+    llm = OpenAICompatible(f"http://127.0.0.1:{port}/v1", "llama3.2")
     began = time.monotonic()
     with pytest.raises(LLMError) as info:
         list(llm.generate(MESSAGES))
-    assert time.monotonic() - began < 2.0
+    assert time.monotonic() - began < 5.0  # two retries with the openai package's backoff
     message = str(info.value)
     assert f"127.0.0.1:{port}/v1/chat/completions" in message
     assert "is the server running" in message and "RAG_LLM_BASE_URL" in message
+    assert "refused" in message.lower() and "tried 3 times" in message  # the real reason
     assert "\n" not in message and "Traceback" not in message
 
 
@@ -266,6 +271,35 @@ def test_no_retry_once_streaming_has_begun(server: FakeLLMServer) -> None:
     with pytest.raises(LLMError, match="broke off mid-stream"):
         next(stream)  # the server went quiet: an error, not a second answer appended
     assert len(server.requests) == 1
+
+
+def test_a_server_that_ignores_stream_is_read_whole(server: FakeLLMServer) -> None:
+    server.script(Reply(deltas=("Two were ", "intercepted [2]."), ignore_stream=True))
+    assert list(client(server).generate(MESSAGES)) == ["Two were intercepted [2]."]
+    assert server.requests[0]["body"]["stream"] is True
+
+
+def test_an_error_event_mid_stream_is_reported(server: FakeLLMServer) -> None:
+    server.script(Reply(deltas=("Ukraine fired ",), error_event="model crashed"))
+    stream = client(server).generate(MESSAGES)
+    assert next(stream) == "Ukraine fired "
+    with pytest.raises(LLMError, match="reported an error mid-stream: model crashed"):
+        next(stream)
+
+
+def test_an_unexpected_status_is_refused_with_the_servers_words(server: FakeLLMServer) -> None:
+    server.script(Reply(status=418, error="I'm a teapot"))
+    with pytest.raises(LLMError, match=r"HTTP 418 .*teapot.*refused the request"):
+        client(server).complete(MESSAGES)
+    assert len(server.requests) == 1  # not retried
+
+
+def test_the_openai_package_is_needed_and_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "openai", None)  # as if it were not installed
+    with pytest.raises(InputError, match=r'openai package: pip install -e "\.\[llm\]"'):
+        OpenAICompatible("http://127.0.0.1:11434/v1", "llama3.2")
 
 
 def test_from_env() -> None:

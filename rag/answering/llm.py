@@ -1,27 +1,28 @@
-"""A client for OpenAI-compatible chat-completions servers, standard library only.
+"""A client for OpenAI-compatible chat-completions servers, on the official `openai` package.
 
 Works with anything that serves `POST {base_url}/chat/completions`: Ollama
 (`http://127.0.0.1:11434/v1`), llama.cpp's server, vLLM, LM Studio and OpenAI itself.
-Failures become one-line `LLMError`s that name the URL and say what to do next.
+The `openai` package (`pip install -e ".[llm]"`; `./run` installs it) sends the request,
+retries connection failures, timeouts, 429 and 5xx with its own backoff (honouring a
+server's Retry-After) and parses the event stream; it is imported on first use, so
+`import rag` stays light. Its exceptions become one-line `LLMError`s that name the URL and
+say what to do next.
 """
 
 from __future__ import annotations
 
-import http.client
+import importlib.util
 import json
 import os
-import socket
-import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Protocol
 
 from rag.errors import InputError, LLMError
 
-_MAX_RETRY_AFTER = 10.0  # seconds; never sleep longer than this on a server's Retry-After
+INSTALL_HINT = 'pip install -e ".[llm]" (or pip install openai; ./run installs it)'
 
 
 class Generator(Protocol):
@@ -30,17 +31,10 @@ class Generator(Protocol):
     def generate(self, messages: list[dict[str, str]]) -> Iterator[str]: ...
 
 
-class _Retryable(Exception):
-    """A failure worth another attempt; carries the message to raise if none is left."""
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
 @dataclass(frozen=True)
 class OpenAICompatible:
-    """A chat-completions endpoint. `timeout` bounds connecting and each read, in seconds.
+    """A chat-completions endpoint. `timeout` bounds connecting and each read, in seconds;
+    `retries` is how many more attempts a failed request gets (never once text is out).
 
     >>> llm = OpenAICompatible("http://127.0.0.1:11434/v1", "llama3.2")
     >>> llm.url
@@ -52,7 +46,9 @@ class OpenAICompatible:
     api_key: str | None = field(default=None, repr=False)  # keep keys out of logs
     timeout: float = 60.0
     retries: int = 2  # extra attempts after the first
-    backoff: float = 0.5  # first wait in seconds; doubles on each retry
+    # Accepted for compatibility and unused: the openai package times its own retries
+    # (0.5 s, doubling to at most 8 s, with jitter; a server's Retry-After up to 60 s).
+    backoff: float = 0.5
     temperature: float = 0.0
     max_tokens: int = 512
 
@@ -64,6 +60,8 @@ class OpenAICompatible:
             )
         if not self.model:
             raise InputError("no LLM model name given; set RAG_LLM_MODEL (e.g. llama3.2)")
+        if importlib.util.find_spec("openai") is None:  # finds it without importing it
+            raise InputError(f"an LLM endpoint needs the openai package: {INSTALL_HINT}")
 
     @property
     def url(self) -> str:
@@ -103,113 +101,136 @@ class OpenAICompatible:
         return cls(base_url=base_url, model=model, api_key=api_key, timeout=timeout)
 
     def generate(self, messages: list[dict[str, str]]) -> Iterator[str]:
-        """Stream the reply as text deltas. Retries only until the first delta is out."""
-        for attempt in range(self.retries + 1):
-            started = False
-            try:
-                with self._open(messages, stream=True) as resp:
-                    for delta in _deltas(resp, self.url):
+        """Stream the reply as text deltas. Failed requests are retried; a stream that
+        breaks off is not (the caller has shown its text: a retry would duplicate it)."""
+        raw = self._create(messages, stream=True)
+        if "text/event-stream" not in (raw.headers.get("content-type") or ""):
+            # Some servers ignore `stream: true` and answer in one piece.
+            whole = _message_content(_parse_json(_body(raw), self.url), self.url)
+            if whole:
+                yield whole
+            return
+        started = False
+        try:
+            for chunk in raw.parse():
+                for choice in getattr(chunk, "choices", None) or []:
+                    content = getattr(getattr(choice, "delta", None), "content", None)
+                    if content:
                         started = True
-                        yield delta
-                return
-            except _Retryable as exc:
-                if started or attempt == self.retries:
-                    raise LLMError(_tried(str(exc), attempt)) from None
-                time.sleep(self._wait(attempt, exc))
-            except (OSError, http.client.HTTPException) as exc:
-                # Reading the stream broke off. Before any output a retry is safe;
-                # after it the caller already showed text, so a retry would duplicate it.
-                if started:
-                    raise LLMError(
-                        f"the reply from {self.url} broke off mid-stream ({_reason(exc)}); "
-                        "ask again, or check the server logs"
-                    ) from None
-                if attempt == self.retries:
-                    raise LLMError(_tried(_network_message(exc, self), attempt)) from None
-                time.sleep(self._wait(attempt, None))
+                        yield content
+        except Exception as exc:
+            if _is_openai_error(exc) and not _is_transport_error(exc):  # an error event
+                raise LLMError(f"{self.url} reported an error mid-stream: "
+                               f"{_error_text(getattr(exc, 'body', None) or str(exc))}") from None
+            if not _is_transport_error(exc):
+                raise
+            if not started:  # the request was answered: no retries were made
+                raise LLMError(_describe(exc, self, retried=False)) from None
+            raise LLMError(
+                f"the reply from {self.url} broke off mid-stream ({_reason(exc)}); "
+                "ask again, or check the server logs"
+            ) from None
 
     def complete(self, messages: list[dict[str, str]]) -> str:
         """The whole reply as one string (a non-streaming request)."""
-        for attempt in range(self.retries + 1):
-            try:
-                with self._open(messages, stream=False) as resp:
-                    body = resp.read()
-                return _message_content(_parse_json(body, self.url), self.url)
-            except _Retryable as exc:
-                if attempt == self.retries:
-                    raise LLMError(_tried(str(exc), attempt)) from None
-                time.sleep(self._wait(attempt, exc))
-            except (OSError, http.client.HTTPException) as exc:
-                if attempt == self.retries:
-                    raise LLMError(_tried(_network_message(exc, self), attempt)) from None
-                time.sleep(self._wait(attempt, None))
-        raise AssertionError("unreachable")  # the loop always returns or raises
+        raw = self._create(messages, stream=False)
+        return _message_content(_parse_json(_body(raw), self.url), self.url)
 
-    def _open(self, messages: list[dict[str, str]], *, stream: bool) -> Any:
-        """Send the request; return the open response or raise `_Retryable`/`LLMError`."""
-        body = {
-            "model": self.model,
-            "messages": messages,
-            "stream": stream,
-            "temperature": self.temperature,
-            "max_tokens": self.max_tokens,
-        }
-        headers = {
-            "Content-Type": "application/json",
-            "Accept": "text/event-stream" if stream else "application/json",
-        }
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        request = urllib.request.Request(
-            self.url, data=json.dumps(body).encode("utf-8"), headers=headers, method="POST"
-        )
+    @cached_property
+    def _client(self) -> Any:
+        """The openai client, made on first use (importing openai takes ~0.4 s)."""
         try:
-            return _opener(self.url).open(request, timeout=self.timeout)
-        except urllib.error.HTTPError as exc:
-            raise _http_error(exc, self) from None
-        except (OSError, http.client.HTTPException) as exc:
-            raise _Retryable(_network_message(exc, self)) from None
+            import openai
+        except ImportError as e:
+            raise InputError(f"an LLM endpoint needs the openai package ({e}): "
+                             f"{INSTALL_HINT}") from None
+        extra: dict[str, Any] = {}
+        if urllib.parse.urlsplit(self.base_url).hostname in ("localhost", "127.0.0.1", "::1"):
+            # A server on this machine is reached directly, never via a proxy.
+            extra["http_client"] = openai.DefaultHttpxClient(trust_env=False)
+        return openai.OpenAI(base_url=self.base_url, api_key=self.api_key or "no-key",
+                             timeout=self.timeout, max_retries=self.retries, **extra)
 
-    def _wait(self, attempt: int, exc: _Retryable | None) -> float:
-        wait = float(self.backoff * (2**attempt))
-        if exc is not None and exc.retry_after is not None:
-            wait = max(wait, min(exc.retry_after, _MAX_RETRY_AFTER))
-        return wait
+    @cached_property
+    def _auth_headers(self) -> dict[str, Any]:
+        """Nothing with a key (the client sends it). Without one: a local server needs none,
+        but the openai package insists on a key: it gets a stand-in, and the request goes
+        without an Authorization header at all, as the package allows when told so."""
+        if self.api_key:
+            return {}
+        import openai
 
+        # Older openai releases keep Omit in a private module only.
+        omit: Any = getattr(openai, "Omit", None) or importlib.import_module("openai._types").Omit
+        return {"Authorization": omit()}
 
-def _opener(url: str) -> urllib.request.OpenerDirector:
-    """urllib's opener; a server on this machine is reached directly, never via a proxy."""
-    host = urllib.parse.urlsplit(url).hostname or ""
-    if host in ("localhost", "127.0.0.1", "::1"):
-        return urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    return urllib.request.build_opener()
-
-
-def _deltas(resp: Any, url: str) -> Iterator[str]:
-    """Text deltas from a server-sent-events body; a plain JSON body is taken whole."""
-    if "text/event-stream" not in (resp.headers.get("Content-Type") or ""):
-        # Some servers ignore `stream: true` and answer in one piece.
-        whole = _message_content(_parse_json(resp.read(), url), url)
-        if whole:
-            yield whole
-        return
-    for raw in resp:
-        line = raw.decode("utf-8", errors="replace").strip()
-        if not line.startswith("data:"):
-            continue  # blank separators, ": keep-alive" comments, event:/id: fields
-        data = line[len("data:"):].strip()
-        if data == "[DONE]":
-            return
-        event = _parse_json(data.encode("utf-8"), url)
-        if "error" in event:
-            raise LLMError(f"{url} reported an error mid-stream: {_error_text(event)}")
-        for choice in event.get("choices") or []:
-            content = (choice.get("delta") or {}).get("content")
-            if content:
-                yield content
+    def _create(self, messages: list[dict[str, str]], *, stream: bool) -> Any:
+        """Send the request (openai retries what is worth retrying) and return the raw
+        response, its headers read and its body not yet; failures become `LLMError`s."""
+        client = self._client
+        try:
+            return client.chat.completions.with_raw_response.create(
+                model=self.model, messages=messages, stream=stream,
+                temperature=self.temperature, max_tokens=self.max_tokens,
+                extra_headers=self._auth_headers)
+        except Exception as exc:
+            if _is_openai_error(exc):
+                raise LLMError(_describe(exc, self, retried=True)) from None
+            raise
 
 
-def _parse_json(body: bytes, url: str) -> dict[str, Any]:
+def _is_openai_error(exc: BaseException) -> bool:
+    import openai  # already imported: the client exists
+
+    return isinstance(exc, openai.OpenAIError)
+
+
+_TRANSPORTS = ("httpx", "httpx2", "httpcore", "h11")  # what the openai package reads through
+
+
+def _is_transport_error(exc: BaseException) -> bool:
+    """A failure reading the response (a timeout, a dropped connection), not a bug: as
+    openai's APIConnectionError (newer releases wrap it) or as the transport's own."""
+    import openai
+
+    return (isinstance(exc, (OSError, openai.APIConnectionError))
+            or type(exc).__module__.split(".")[0] in _TRANSPORTS)
+
+
+def _describe(exc: BaseException, llm: OpenAICompatible, *, retried: bool) -> str:
+    """What went wrong and what to do, on one line, for an openai (or transport) error.
+    `retried`: the openai package retried it (a failed request, not a broken stream)."""
+    url = llm.url
+    status = getattr(exc, "status_code", None)
+    tried = f" (tried {llm.retries + 1} times)" if retried and llm.retries else ""
+    if isinstance(status, int):
+        detail = _error_text(getattr(exc, "body", None) or str(exc))
+        if status == 429 or status >= 500:  # openai retried these
+            advice = ("the server is rate-limiting: wait and try again" if status == 429
+                      else "check the server's logs")
+            return f"HTTP {status} from {url} ({detail}); {advice}{tried}"
+        if status in (401, 403):
+            return f"HTTP {status} from {url} ({detail}): check RAG_LLM_API_KEY"
+        if status == 404 and "model" in detail.lower():
+            return (f"model {llm.model!r} not found at {url} ({detail}): pull it on the "
+                    "server (e.g. `ollama pull <model>`) or set RAG_LLM_MODEL to one it serves")
+        if status == 404:
+            return (f"HTTP 404 from {url}: no chat-completions endpoint there; "
+                    "RAG_LLM_BASE_URL should usually end in /v1")
+        return f"HTTP {status} from {url} ({detail}); the server refused the request"
+    if "timeout" in type(exc).__name__.lower():  # openai.APITimeoutError, or the transport's
+        return (f"no answer from {url} within {llm.timeout:g}s; the model may still be "
+                "loading: try again, raise RAG_LLM_TIMEOUT or use a smaller model" + tried)
+    return (f"cannot reach {url} ({_reason(exc)}): is the server running? "
+            "start it or set RAG_LLM_BASE_URL" + tried)
+
+
+def _body(raw: Any) -> str:
+    """The whole body of openai's raw response (read now if it was opened as a stream)."""
+    return str(raw.http_response.read().decode("utf-8", errors="replace"))
+
+
+def _parse_json(body: str, url: str) -> dict[str, Any]:
     try:
         value = json.loads(body)
     except ValueError:
@@ -232,67 +253,15 @@ def _message_content(reply: dict[str, Any], url: str) -> str:
             f"{url} answered without choices[0].message.content; "
             "check that it is an OpenAI-compatible /v1 endpoint"
         ) from None
-    return content or ""
-
-
-def _http_error(exc: urllib.error.HTTPError, llm: OpenAICompatible) -> Exception:
-    """The error to raise for an HTTP error status: `_Retryable` for 429/5xx, else `LLMError`."""
-    try:
-        body = exc.read()
-    except OSError:
-        body = b""
-    try:
-        detail = _error_text(json.loads(body))
-    except ValueError:
-        detail = _snippet(body)
-    code, url = exc.code, llm.url
-    if code == 429 or code >= 500:
-        advice = (
-            "the server is rate-limiting: wait and try again"
-            if code == 429
-            else "check the server's logs"
-        )
-        try:
-            retry_after: float | None = float(exc.headers.get("Retry-After", ""))
-        except (TypeError, ValueError):
-            retry_after = None
-        return _Retryable(f"HTTP {code} from {url} ({detail}); {advice}", retry_after)
-    if code in (401, 403):
-        return LLMError(f"HTTP {code} from {url} ({detail}): check RAG_LLM_API_KEY")
-    if code == 404 and "model" in detail.lower():
-        return LLMError(
-            f"model {llm.model!r} not found at {url} ({detail}): pull it on the server "
-            "(e.g. `ollama pull <model>`) or set RAG_LLM_MODEL to one it serves"
-        )
-    if code == 404:
-        return LLMError(
-            f"HTTP 404 from {url}: no chat-completions endpoint there; "
-            "RAG_LLM_BASE_URL should usually end in /v1"
-        )
-    return LLMError(f"HTTP {code} from {url} ({detail}); the server refused the request")
-
-
-def _network_message(exc: BaseException, llm: OpenAICompatible) -> str:
-    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-    if isinstance(reason, (TimeoutError, socket.timeout)):
-        return (
-            f"no answer from {llm.url} within {llm.timeout:g}s; the model may still be "
-            "loading: try again, raise RAG_LLM_TIMEOUT or use a smaller model"
-        )
-    return (
-        f"cannot reach {llm.url} ({_reason(exc)}): is the server running? "
-        "start it or set RAG_LLM_BASE_URL"
-    )
+    return str(content or "")
 
 
 def _reason(exc: BaseException) -> str:
-    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-    text = str(reason) or type(reason).__name__
+    """The underlying reason on one line ("Connection refused", not "Connection error.")."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    text = str(exc) or type(exc).__name__
     return " ".join(text.split())
-
-
-def _tried(message: str, attempt: int) -> str:
-    return message if attempt == 0 else f"{message} (tried {attempt + 1} times)"
 
 
 def _error_text(payload: Any) -> str:
@@ -300,11 +269,11 @@ def _error_text(payload: Any) -> str:
     error = payload.get("error", payload) if isinstance(payload, dict) else payload
     if isinstance(error, dict):
         error = error.get("message") or error
-    return _snippet(str(error).encode("utf-8"))
+    return _snippet(str(error))
 
 
-def _snippet(body: bytes, limit: int = 200) -> str:
-    text = " ".join(body.decode("utf-8", errors="replace").split())
+def _snippet(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
     if not text:
         return "empty body"
     return text if len(text) <= limit else text[:limit] + "…"
