@@ -14,7 +14,15 @@ from typing import TYPE_CHECKING, Any
 from rag.app.ui import add_serve_arguments
 from rag.errors import RagError
 from rag.options import ANSWER_MODES, SEARCH_MODES, AnswerMode, Filters
-from rag.terminal import answer_json, print_answer, safe, snippet
+from rag.terminal import (
+    SCORES_HELP,
+    answer_json,
+    print_answer,
+    print_hits,
+    remove_articles,
+    safe,
+    why_fewer,
+)
 
 if TYPE_CHECKING:
     from rag.embed.embedder import Embedder
@@ -126,21 +134,21 @@ def _progress(args: argparse.Namespace) -> Any:
 def cmd_search(args: argparse.Namespace) -> int:
     idx = _open_index(args)
     hits = idx.search(args.query, k=args.k, filters=_filters(args), mode=args.mode)
+    why = why_fewer(idx, len(hits), args.k, _filters(args), args.mode)
     if args.json:
         keys = ("rank", "score", "article_id", "title", "published", "source", "url", "path",
                 "chunk_id", "text", "start", "end", "dense", "lexical")
         print(json.dumps([{k: d[k] for k in keys} for d in map(asdict, hits)], ensure_ascii=False,
                          indent=2))
+        if why:
+            print(f"note: {why}", file=sys.stderr)
         return EXIT_OK
-    from rag.ingest.dates import display_date
-
-    if not hits:
-        print("no passages found")
-    for h in hits:
-        when = f"published {display_date(h.published)}" if h.published else "undated"
-        print(f"[{h.rank}] {safe(h.title)} ({when}) score {h.score:.4f}")
-        print("    " + snippet(safe(" ".join(h.text.split()))))
+    print_hits(hits, why)
     return EXIT_OK
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    return remove_articles(_open_index(args), args.article_ids, ask=not args.yes)
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
@@ -254,14 +262,23 @@ def parser() -> argparse.ArgumentParser:
                     help="split the search files into N partitions (1: one); later writes keep N")
     sp.set_defaults(func=cmd_index)
 
-    sp = sub.add_parser("search", help="print the passages that best match a query")
+    sp = sub.add_parser("search", help="print the passages that best match a query",
+                        description=SCORES_HELP)
     sp.add_argument("query")
     common(sp)
     filters(sp)
-    sp.add_argument("-k", type=int, default=5)
+    sp.add_argument("-k", type=int, default=5, help="passages to print (default 5; fewer "
+                    "only where the index holds fewer, said on stderr)")
     sp.add_argument("--mode", default="hybrid", choices=SEARCH_MODES)
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_search)
+
+    sp = sub.add_parser("remove", help="remove articles from the index by id")
+    sp.add_argument("article_ids", nargs="+", metavar="ARTICLE_ID")
+    common(sp)
+    sp.add_argument("--yes", "-y", action="store_true",
+                    help="remove without asking (needed when the input is not a terminal)")
+    sp.set_defaults(func=cmd_remove)
 
     for name, func, help_ in (("ask", cmd_ask, "answer a question with citations"),
                               ("chat", cmd_chat, "a conversation in the terminal")):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -65,3 +66,89 @@ def answer_json(ans: Any) -> dict[str, Any]:
         "dropped": list(ans.dropped), "notes": list(ans.notes),
         "short": asdict(ans.short) if ans.short is not None else None,
     }
+
+
+SCORES_HELP = (
+    "Each passage shows two scores. cosine: how well the passage matches the query, the "
+    "cosine similarity of their embeddings (higher is closer, and it can be compared across "
+    "queries). rank: the score that orders the list; in the default hybrid mode the mean of "
+    "the cosine and the BM25 score, each min-max normalised over this query's candidates, "
+    "so the best candidate scores near 1.0 however weak a match it is. --json gives per "
+    "passage \"dense\" (the cosine), \"lexical\" (the raw BM25 score, 0 when no query word "
+    "occurs) and \"score\" (the rank score).")
+
+
+def print_hits(hits: Sequence[Any], why_fewer: str | None) -> None:
+    """`rag search`'s text: each passage with its cosine and rank score, then a note on
+    stderr when fewer passages came back than were asked for, and why."""
+    from rag.ingest.dates import display_date
+
+    if not hits:
+        print("no passages found")
+    for h in hits:
+        when = f"published {display_date(h.published)}" if h.published else "undated"
+        print(f"[{h.rank}] {safe(h.title)} ({when}) cosine {h.dense:.2f}, rank {h.score:.4f}")
+        print("    " + snippet(safe(" ".join(h.text.split()))))
+    if why_fewer:
+        print(f"note: {why_fewer}", file=sys.stderr)
+
+
+def why_fewer(idx: Any, found: int, k: int, filters: Any, mode: str) -> str | None:
+    """Why a search of `k` passages found only `found` (None when it found `k`)."""
+    if found >= k:
+        return None
+    from rag.retrieve.passages import PassageSpec
+
+    got = f"{found} passage{'' if found == 1 else 's'}, not {k}"
+    if filters is not None and filters.active:
+        return f"{got}: only these pass the date and source filters"
+    if mode == "lexical":
+        return f"{got}: only these hold a word of the query (lexical mode matches words only)"
+    st = idx.stats()
+    return (f"{got}: the index holds {st.articles} article{'' if st.articles == 1 else 's'} "
+            f"({st.chunks} chunks), and chunks next to each other in one article are joined "
+            f"into one passage of up to {PassageSpec().max_chars} characters; add articles "
+            "for more")
+
+
+def confirm(question: str) -> bool:
+    """Ask `question` on the terminal; True on yes. Never call it unless stdin is a tty."""
+    try:
+        reply = input(f"{question} [y/N] ")
+    except EOFError:
+        return False
+    return reply.strip().lower() in ("y", "yes")
+
+
+def remove_articles(idx: Any, article_ids: Sequence[str], *, ask: bool) -> int:
+    """`rag remove`: name the articles, ask on a terminal (never elsewhere: there `ask`
+    refuses, and --yes skips the question), remove them; the exit status."""
+    from rag.errors import InputError
+
+    infos = {a.id: a for a in idx.articles()}
+    known = [i for i in dict.fromkeys(article_ids) if i in infos]
+    for i in article_ids:
+        if i not in infos:
+            print(f"no article {safe(i)!r} in {safe(str(idx.path))} (the ids: `rag stats "
+                  "--json` counts them, `rag search --json` shows them)", file=sys.stderr)
+    if not known:
+        return 1
+    names = "\n".join(f"  {safe(infos[i].title or i)} ({safe(i)})" for i in known)
+    if ask:
+        if not sys.stdin.isatty():
+            raise InputError("rag remove asks before removing, and the input is not a "
+                             "terminal: add --yes to remove without asking")
+        if not confirm(f"Remove {_count(len(known), 'article')} from {safe(str(idx.path))}?"
+                       f"\n{names}\n"):
+            print("nothing removed", file=sys.stderr)
+            return 1
+    idx.remove(known)
+    print(f"removed {_count(len(known), 'article')}:\n{names}\n"
+          f"the index holds {_count(idx.stats().articles, 'article')}; an article whose file "
+          "is still in an indexed folder comes back at the next `rag index` of it: delete "
+          "the file too")
+    return 0 if len(known) == len(article_ids) else 3
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
