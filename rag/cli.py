@@ -12,7 +12,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from rag.app.ui import add_serve_arguments
-from rag.errors import RagError
+from rag.errors import EmptyIndexError, RagError
 from rag.options import ANSWER_MODES, SEARCH_MODES, AnswerMode, Filters
 from rag.terminal import (
     SCORES_HELP,
@@ -56,6 +56,9 @@ def _open_index(args: argparse.Namespace) -> Any:
         e = _embedder(args)
         idx.embedder = embedder_for(idx.model, threads=getattr(e, "threads", None),
                                     bf16=getattr(e, "bf16", None))
+    if not idx.stats().articles:
+        raise EmptyIndexError(f"the index at {safe(args.index)} holds no articles yet; add "
+                              f"some with `rag index FOLDER --index {safe(args.index)}`")
     return idx
 
 

@@ -34,3 +34,7 @@ class InputError(RagError):
 
 class LLMError(RagError):
     """The LLM endpoint failed or answered something unusable."""
+
+
+class EmptyIndexError(InputError):
+    """The index holds no articles yet; the message says how to add some."""

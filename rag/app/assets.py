@@ -37,6 +37,12 @@ CSS = """
   padding: 0.5rem 0.8rem; margin-bottom: 0.7rem; }
 .rag-error { background: #fee2e2; color: #7f1d1d; border-radius: 8px; padding: 0.5rem 0.8rem; }
 .rag-note { font-size: 0.85rem; color: var(--body-text-color-subdued); }
+.rag-articles { max-height: 420px; overflow-y: auto; }
+.rag-art-list { list-style: none; margin: 0.3rem 0 0; padding: 0; }
+.rag-art-card { border: 1px solid var(--border-color-primary); border-radius: 8px;
+  padding: 0.45rem 0.7rem; margin-bottom: 0.45rem; background: var(--block-background-fill); }
+.rag-art-title { font-weight: 600; overflow-wrap: anywhere; }
+.rag-art-meta { font-size: 0.85rem; color: var(--body-text-color-subdued); overflow-wrap: anywhere; }
 .rag-working { display: flex; align-items: center; gap: 0.6rem; padding: 0.5rem 0.8rem;
   margin-bottom: 0.7rem; border-radius: 8px; background: var(--block-background-fill);
   border: 1px solid var(--border-color-primary); }

@@ -1,11 +1,11 @@
 """The Gradio page: a Chat tab (conversations, chat, sources), an Articles tab (upload, list,
 remove) and an Index tab, plus the API endpoints `/chat`, `/upload`, `/remove`, `/articles`.
 
-`build(service)` lays the page out (`_chat_tab`, `_articles_tab`, `_index_tab`), then wires
-the events (`_wire_chat`, `_wire_articles`, `_declare_api`). Conversations live in the
-browser (`gr.BrowserState`, see `history`): every handler gets the browser's store as an
-input and returns the new one, so the server keeps none. Everything put into HTML or
-Markdown goes through `render` (escaped).
+`build(service)` lays the page out and wires the events: the chat is here (`_chat_tab`,
+`_wire_chat`); the Articles and Index tabs are `articles_tab`, the API endpoints `api`.
+Conversations live in the browser (`gr.BrowserState`, see `history`): every handler gets the
+browser's store as an input and returns the new one, so the server keeps none. Everything
+put into HTML or Markdown goes through `render` (escaped).
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rag.app.api import declare_api
 from rag.app.article import export_markdown
+from rag.app.articles_tab import articles_tab, index_tab, placeholder, wire_articles
 from rag.app.assets import JS
 from rag.app.history import Store, Turn
 from rag.app.render import (
@@ -29,13 +31,11 @@ from rag.app.render import (
     error_html,
     esc,
     panel_html,
-    sources_text,
     working_html,
 )
-from rag.app.security import MAX_UPLOAD_BYTES, safe_name
-from rag.app.service import Service, Settings, article_row
-from rag.errors import RagError
-from rag.ingest.dates import display_date
+from rag.app.security import safe_name
+from rag.app.service import Service, Settings
+from rag.errors import EmptyIndexError, RagError
 from rag.options import MAX_QUERY_CHARS
 from rag.results import Answer
 
@@ -69,16 +69,6 @@ class _Chat:
     sources: Any
 
 
-@dataclass
-class _Articles:
-    tab: Any
-    files: Any
-    report: Any
-    table: Any
-    chosen: Any
-    remove: Any
-
-
 def build(service: Service, secret: str | None = None) -> gr.Blocks:
     """The app. `secret` encrypts the conversations kept in each browser (None: a new key
     each start, so conversations saved before a restart cannot be read back)."""
@@ -93,12 +83,12 @@ def build(service: Service, secret: str | None = None) -> gr.Blocks:
         store = gr.BrowserState(Store().to_json(), storage_key=_STORAGE_KEY, secret=secret)
         with gr.Tabs():
             chat = _chat_tab(service, store)
-            articles = _articles_tab()
-            index_tab, stats = _index_tab()
-        lists = [status, articles.table, articles.chosen, stats]
+            articles = articles_tab()
+            index_tab_, stats = index_tab()
+        lists = [status, articles.listing, articles.chosen, stats, chat.chatbot]
         _wire_chat(service, chat)
-        _wire_articles(service, articles, timer, lists, index_tab)
-        _declare_api(service)
+        wire_articles(service, articles, timer, lists, index_tab_)
+        declare_api(service)
         demo.load(_shown(service), inputs=[chat.store], outputs=_views(chat),
                   api_visibility="private", show_progress="hidden")
     return demo  # type: ignore[no-any-return]  # gradio's context manager is untyped
@@ -121,8 +111,7 @@ def _chat_tab(service: Service, store: Any) -> _Chat:
             chatbot = gr.Chatbot(
                 show_label=False, height=460, allow_tags=False, feedback_options=None,
                 buttons=["copy"], elem_classes=["rag-chat"], elem_id="rag-chat",
-                placeholder="Ask about the articles, e.g. *How many missiles were "
-                            "intercepted?*")
+                placeholder=placeholder(service))
             msg = gr.Textbox(placeholder="Ask a question and press Enter",
                              show_label=False, autofocus=True, max_length=MAX_QUERY_CHARS,
                              submit_btn="Ask", elem_id="rag-question")
@@ -153,32 +142,6 @@ def _chat_tab(service: Service, store: Any) -> _Chat:
                               server_functions=[open_article], padding=True)
     return _Chat(store, convs, new, delete, export, chatbot, msg, unfiltered, k, after,
                  before, mode, sources)
-
-
-def _articles_tab() -> _Articles:
-    import gradio as gr
-
-    with gr.Tab("Articles") as tab:
-        files = gr.File(label="Add articles (.txt .md .html .htm .json .jsonl, "
-                        f"up to {MAX_UPLOAD_BYTES // 2**20} MB each)",
-                        file_count="multiple")  # types checked per file, reported
-        report = gr.Markdown()
-        table = gr.Dataframe(headers=["Title", "Published", "Source or file", "Passages"],
-                             datatype="str", interactive=False, wrap=True,
-                             label="Indexed articles", max_height=420,
-                             column_widths=["56%", "14%", "20%", "10%"])
-        with gr.Row():
-            chosen = gr.Dropdown([], multiselect=True, label="Articles to remove", scale=4)
-            remove = gr.Button("Remove", variant="stop", scale=1, min_width=80)
-    return _Articles(tab, files, report, table, chosen, remove)
-
-
-def _index_tab() -> tuple[Any, Any]:
-    import gradio as gr
-
-    with gr.Tab("Index") as tab:
-        stats = gr.Markdown()
-    return tab, stats
 
 
 # -- the chat --------------------------------------------------------------------------------
@@ -212,7 +175,8 @@ def _shown(service: Service) -> Any:
         panel = panel_html(turns, service.resolve) if ready else EMPTY_SOURCES
         last = turns[-1] if turns else None
         return (store.to_json(), gr.Radio(choices=store.choices(), value=store.current),
-                _messages(store), panel,
+                gr.Chatbot(value=_messages(store), placeholder=placeholder(service)),  # type: ignore[arg-type]
+                panel,
                 gr.DownloadButton(value=str(export) if export else None,
                                   interactive=export is not None),
                 gr.Button(visible=bool(last and last.abstained and last.filter)))
@@ -293,8 +257,9 @@ def _respond(service: Service, message: str, raw: Any, k: float, after: str, bef
                 chat[-1]["content"] = chat_text(part) + "\n\n_Checking the next sentence…_"
                 yield working(what)
         assert final is not None
-    except RagError as e:
-        chat[-1]["content"] = chat_text(f"Error: {e}")
+    except RagError as e:  # an empty index is no error: it says how to add articles
+        chat[-1]["content"] = chat_text(str(e) if isinstance(e, EmptyIndexError) else
+                                        f"Error: {e}")
         yield (*keep, chat, error_html(str(e)), gr.skip(), gr.skip(), gr.skip())
         return
     store = store.add(Turn.of_answer(final, _filter_label(s)))
@@ -332,82 +297,3 @@ def _wire_chat(service: Service, chat: _Chat) -> None:
     chat.delete.click(lambda raw: show(Store.from_json(raw).delete(
         Store.from_json(raw).current).to_json()), inputs=[chat.store], outputs=views,
         **private)
-
-
-
-# -- articles, index and the API ------------------------------------------------------------
-def _wire_articles(service: Service, arts: _Articles, timer: Any, lists: list[Any],
-                   index_tab: Any) -> None:
-    import gradio as gr
-
-    private: dict[str, Any] = {"api_visibility": "private"}
-
-    def refresh() -> tuple[Any, ...]:
-        """The status line, article table, removal choices and index stats, as they are now."""
-        status = esc(service.summary())
-        if not service.ready.is_set() or service.error:
-            return status, gr.skip(), gr.skip(), status
-        infos = service.index().articles()
-        choices = [(f"{a.title or a.id} ({display_date(a.published) or 'undated'})", a.id)
-                   for a in infos]
-        return (status, [article_row(a) for a in infos], gr.Dropdown(choices=choices, value=[]),
-                service.stats_markdown())
-
-    def poll() -> tuple[Any, ...]:
-        ready = service.ready.is_set()  # read once: the lists must match the timer's state
-        return (gr.Timer(active=not ready), *refresh())
-
-    def upload(files: list[str] | None, progress: gr.Progress = gr.Progress()) -> str:  # noqa: B008
-        if not files:
-            return "No files."
-        try:
-            return service.add_files(files, lambda d, t, n: progress(
-                (d, t), desc=f"Indexing {Path(n).name}"))
-        except RagError as e:
-            raise gr.Error(str(e)) from None
-
-    def remove_selected(article_ids: list[str]) -> str:  # not "remove": the API's name
-        try:
-            return service.remove(article_ids)
-        except RagError as e:
-            raise gr.Error(str(e)) from None
-
-    timer.tick(poll, outputs=[timer, *lists], show_progress="hidden", **private)
-    arts.files.upload(upload, inputs=[arts.files], outputs=[arts.report],
-                      api_name="upload").then(refresh, outputs=lists, **private)
-    arts.remove.click(remove_selected, inputs=[arts.chosen], outputs=[arts.report],
-                      **private).then(refresh, outputs=lists, **private)
-    for tab in (arts.tab, index_tab):
-        tab.select(refresh, outputs=lists, **private)
-
-
-def _declare_api(service: Service) -> None:
-    import gradio as gr
-
-    def chat_api(message: str, k: int = 5, published_after: str = "",
-                 published_before: str = "", mode: str = "") -> str:
-        """Answer a question from the articles: the answer with [n] markers, then its sources."""
-        try:
-            s = service.settings(k, published_after, published_before, mode)
-            final = [p for p in service.ask(message, (), s) if isinstance(p, Answer)][-1]
-        except RagError as e:
-            raise gr.Error(str(e)) from None
-        return final.text + sources_text(final)
-
-    def remove_api(article_ids: list[str]) -> str:
-        """Remove articles from the index by id (see /articles); returns a report."""
-        try:
-            return service.remove(article_ids)
-        except RagError as e:
-            raise gr.Error(str(e)) from None
-
-    def articles_api() -> list[dict[str, str]]:
-        """The indexed articles: id, title, published, source, url."""
-        return [{"id": a.id, "title": a.title, "published": a.published or "",
-                 "source": a.source or "", "url": a.url or ""}
-                for a in service.index().articles()]
-
-    api = gr.api  # type: ignore[attr-defined]  # gradio re-exports it without __all__
-    api(chat_api, api_name="chat")
-    api(remove_api, api_name="remove")
-    api(articles_api, api_name="articles")

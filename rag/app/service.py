@@ -25,7 +25,7 @@ from rag.app.history import Quote
 from rag.app.render import Passage, esc
 from rag.app.security import MAX_UPLOAD_BYTES, safe_name
 from rag.embed.embedder import Embedder
-from rag.errors import InputError, RagError
+from rag.errors import EmptyIndexError, InputError, RagError
 from rag.index.facade import Index
 from rag.index.writer import UPLOAD_NAMESPACE
 from rag.ingest.articles import SUPPORTED_SUFFIXES
@@ -108,9 +108,21 @@ class Service:
             return self.status
         s = self._idx.stats()
         text = f"Ready: {count(s.articles, 'article')}, {count(s.chunks, 'passage')} indexed"
+        if not s.articles:
+            return f"{text}. {self.empty_help()}"
         if self.corpus is not None and not self.corpus.exists():
             return text + f". No folder {self.corpus}: add articles in the Articles tab."
         return text + (f" (from {self.corpus} and uploads)." if self.corpus else ".")
+
+    def empty_help(self) -> str:
+        """What to do while the index holds no article (Markdown)."""
+        return ("No articles yet: add some with the upload box in the **Articles** tab, or "
+                f"index a folder from a terminal with `rag index FOLDER --index "
+                f"{self.index_dir}`, then ask.")
+
+    def is_empty(self) -> bool:
+        """Whether the index is open and holds no article."""
+        return self.ready.is_set() and self._idx is not None and not self._idx.stats().articles
 
     @property
     def error(self) -> str | None:
@@ -142,7 +154,10 @@ class Service:
 
     def ask(self, question: str, history: Sequence[tuple[str, str]],
             s: Settings) -> Iterator[str | Answer]:
-        """`answer_stream` over the shared index with these settings."""
+        """`answer_stream` over the shared index with these settings; `EmptyIndexError`
+        (saying how to add articles) while the index holds none."""
+        if self.is_empty():
+            raise EmptyIndexError(self.empty_help())
         yield from answer_stream(question, self.index(), history=history, k=s.k, mode=s.mode,
                                  llm=self.llm, filters=s.filters)
 
