@@ -83,6 +83,11 @@ def ask(page: Any, question: str, n: int) -> Any:
     box = page.locator("#rag-question textarea")
     box.fill(question)
     box.press("Enter")
+    return answered(page, question, n)
+
+
+def answered(page: Any, question: str, n: int) -> Any:
+    """Wait for the n-th answer, to `question`, and its sources; return the answer."""
     page.locator('[data-testid="user"]').nth(n - 1).wait_for(timeout=TIMEOUT_MS)
     page.locator(f'section.rag-turn[data-turn="{n - 1}"] .rag-question',
                  has_text=question).wait_for(state="attached", timeout=TIMEOUT_MS)
@@ -92,6 +97,32 @@ def ask(page: Any, question: str, n: int) -> Any:
 
 def shown_cards(page: Any) -> Any:
     return page.locator("section.rag-turn:not([hidden]) .rag-source")
+
+
+def saved(page: Any) -> str:
+    """The conversations as this browser keeps them (encrypted) in localStorage."""
+    return str(page.evaluate("localStorage.getItem('rag-conversations') || ''"))
+
+
+def wait_saved(page: Any, before: str) -> None:
+    """Wait until the browser has stored a newer copy of its conversations than `before`
+    (an answer is on screen before the browser writes it away)."""
+    page.wait_for_function("b => (localStorage.getItem('rag-conversations') || '') !== b",
+                           arg=before, timeout=TIMEOUT_MS)
+
+
+def wait_still(page: Any, selector: str, frames: int = 5) -> None:
+    """Wait until the boxes of `selector` stay put for `frames` animation frames in a row
+    (rendering and scrolling done): a state on the page, not a fixed time."""
+    page.wait_for_function(
+        """([sel, frames]) => {
+            const now = JSON.stringify([...document.querySelectorAll(sel)].map(e => {
+                const r = e.getBoundingClientRect(); return [r.x, r.y, r.width, r.height]; }));
+            const w = window;
+            w.__ragStill = w.__ragStill && w.__ragStill.sel === sel && w.__ragStill.now === now
+                ? {sel, now, n: w.__ragStill.n + 1} : {sel, now, n: 0};
+            return w.__ragStill.n >= frames;
+        }""", arg=[selector, frames], polling="raf", timeout=TIMEOUT_MS)
 
 
 def test_citation_opens_its_source_and_the_article(page: Any) -> None:
@@ -120,12 +151,15 @@ def test_citation_opens_its_source_and_the_article(page: Any) -> None:
 
 def test_earlier_answers_keep_their_sources_and_conversations_last(page: Any) -> None:
     ask(page, MISSILES, 1)
+    first = saved(page)
     ask(page, HARBOUR, 2)
     assert "Glorpton" in shown_cards(page).first.inner_text()
     page.locator('[data-testid="bot"]').first.click()  # the earlier answer...
+    page.locator('section.rag-turn[data-turn="0"]:not([hidden])').wait_for(timeout=TIMEOUT_MS)
     assert SEED_TITLE in shown_cards(page).first.inner_text()  # ...shows its sources
     assert page.locator("section.rag-turn:not([hidden])").count() == 1
 
+    wait_saved(page, first)  # both answers stored before the reload
     page.reload()
     convs = page.locator("#rag-convs")
     convs.get_by_text(MISSILES).wait_for(timeout=TIMEOUT_MS)  # listed after a reload
@@ -134,11 +168,13 @@ def test_earlier_answers_keep_their_sources_and_conversations_last(page: Any) ->
     page.locator("#rag-new").click()
     page.locator('[data-testid="bot"]').first.wait_for(state="detached", timeout=TIMEOUT_MS)
     answer = ask(page, "Who did Russia order to leave the country?", 1)
+    page.locator('[data-testid="bot"]', has_text="diplomat").wait_for(timeout=TIMEOUT_MS)
     assert "diplomat" in answer.inner_text()
     convs.get_by_text("Who did Russia order").wait_for(timeout=TIMEOUT_MS)
     convs.get_by_text(MISSILES).click()  # switch back
     page.locator('[data-testid="bot"]').nth(1).wait_for(timeout=TIMEOUT_MS)
-    assert "two were intercepted" in page.locator('[data-testid="bot"]').first.inner_text()
+    page.locator('[data-testid="bot"]', has_text="two were intercepted").first.wait_for(
+        timeout=TIMEOUT_MS)
     page.locator("#rag-delete").click()
     convs.get_by_text(MISSILES).wait_for(state="detached", timeout=TIMEOUT_MS)
     assert convs.get_by_text("Who did Russia order").count() == 1  # the other one stays
@@ -195,8 +231,8 @@ def test_abstention_and_filter_said_plainly(page: Any) -> None:
     assert "No article matches this filter" in page.locator(
         "section.rag-turn:not([hidden]) [data-testid='rag-abstained']").inner_text()
     retry = page.locator("#rag-unfiltered")
-    retry.click()
-    answer = ask(page, MISSILES, 3)
+    retry.click()  # asks the last question again by itself
+    answer = answered(page, MISSILES, 3)
     assert "two were intercepted" in answer.inner_text()
     assert page.locator("#rag-after input, #rag-after textarea").first.input_value() == ""
     assert not retry.is_visible()
@@ -219,14 +255,8 @@ def test_nothing_overlaps(page: Any, size: dict[str, int], tmp_path: Path) -> No
     page.locator("#rag-chat [data-testid='bot'] a[href='#rag-cite-0-1']").last.click()
     selectors = ("#rag-chat .message", "#rag-chat label, #rag-chat .icon-button, "
                  "#rag-chat button:not(.message button)")
-    before: list[list[dict[str, float]]] = []
-    for _ in range(50):  # until the chat has finished rendering and scrolling
-        now = [boxes(page, sel) for sel in selectors]
-        if now == before:
-            break
-        before = now
-        page.wait_for_timeout(100)
-    bubbles, controls = before
+    wait_still(page, "#rag-chat .message, " + selectors[1])  # rendered, scrolled
+    bubbles, controls = [boxes(page, sel) for sel in selectors]
     assert len(bubbles) >= 4
     for c in controls:
         assert not any(overlap(c, b) for b in bubbles), (c, bubbles, page.evaluate(

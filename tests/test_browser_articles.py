@@ -71,6 +71,16 @@ def open_articles(page: Any) -> Any:
     return listing
 
 
+def choose(page: Any, titles: list[str]) -> None:
+    """Pick these articles in the removal list, each shown as chosen before the next."""
+    chooser = page.get_by_label("Articles to remove")
+    for title in titles:
+        chooser.click()
+        page.get_by_role("option", name=title, exact=False).click()
+        page.locator(".token", has_text=title).wait_for(timeout=TIMEOUT_MS)
+    page.keyboard.press("Escape")
+
+
 def test_empty_index_guides_then_upload_list_and_confirmed_removal(page: Any,
                                                                    tmp_path: Path) -> None:
     # The chat's first message and the answer to a first question say what to do.
@@ -97,10 +107,7 @@ def test_empty_index_guides_then_upload_list_and_confirmed_removal(page: Any,
     assert "26 Nov 2024" in card.inner_text() and "passages" in card.inner_text()
 
     # Remove: nothing happens before a confirmation that names the article.
-    chooser = page.get_by_label("Articles to remove")
-    chooser.click()
-    page.get_by_role("option", name=SEED_TITLE, exact=False).click()
-    page.keyboard.press("Escape")
+    choose(page, [SEED_TITLE])
     page.locator("#rag-remove").click()
     confirm = page.locator("#rag-confirm", has_text="Remove 1 article from the index?")
     confirm.wait_for(timeout=TIMEOUT_MS)
@@ -144,10 +151,8 @@ def test_article_cards_read_at_any_width(page: Any, size: dict[str, int],
         assert m["height"] <= 2.5 * line, (m, line)  # not a letter or two per line
     assert page.evaluate("document.documentElement.scrollWidth <= innerWidth + 1")
     # Leave the module's app as it was found.
-    page.get_by_label("Articles to remove").click()
-    for title in ("Harbour reopens", "Rail strike ends"):
-        page.get_by_role("option", name=title, exact=False).click()
-    page.keyboard.press("Escape")
+    choose(page, ["Harbour reopens", "Rail strike ends"])
     page.locator("#rag-remove").click()
+    page.locator("#rag-confirm", has_text="Remove 2 articles").wait_for(timeout=TIMEOUT_MS)
     page.locator("#rag-confirm-yes").click()
     cards.first.wait_for(state="detached", timeout=TIMEOUT_MS)

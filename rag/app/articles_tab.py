@@ -37,6 +37,7 @@ class Articles:
     confirm_text: Any
     confirm: Any
     cancel: Any
+    pending: Any  # the ids the confirmation names: exactly those are removed
 
 
 def articles_html(infos: Sequence[Any], empty_help: str = "") -> str:
@@ -78,8 +79,9 @@ def articles_tab() -> Articles:
             with gr.Row():
                 confirm = gr.Button("Yes, remove", variant="stop", elem_id="rag-confirm-yes")
                 cancel = gr.Button("Cancel", elem_id="rag-confirm-no")
+        pending = gr.State([])
     return Articles(tab, files, report, listing, chosen, remove, confirm_box, confirm_text,
-                    confirm, cancel)
+                    confirm, cancel, pending)
 
 
 def index_tab() -> tuple[Any, Any]:
@@ -136,10 +138,11 @@ def wire_articles(service: Service, arts: Articles, timer: Any, lists: list[Any]
 
     def ask_first(article_ids: list[str]) -> tuple[Any, ...]:
         if not article_ids:
-            return "Nothing selected: choose the articles to remove first.", gr.skip(), \
-                gr.Column(visible=False)
+            return ("Nothing selected: choose the articles to remove first.", gr.skip(),
+                    gr.Column(visible=False), [])
         try:
-            return gr.skip(), confirmation(service, article_ids), gr.Column(visible=True)
+            return (gr.skip(), confirmation(service, article_ids), gr.Column(visible=True),
+                    list(article_ids))
         except RagError as e:
             raise gr.Error(str(e)) from None
 
@@ -152,13 +155,12 @@ def wire_articles(service: Service, arts: Articles, timer: Any, lists: list[Any]
     timer.tick(poll, outputs=[timer, *lists], show_progress="hidden", **private)
     arts.files.upload(upload, inputs=[arts.files], outputs=[arts.report],
                       api_name="upload").then(refresh, outputs=lists, **private)
-    arts.remove.click(ask_first, inputs=[arts.chosen],
-                      outputs=[arts.report, arts.confirm_text, arts.confirm_box], **private)
-    arts.confirm.click(remove_chosen, inputs=[arts.chosen],
+    arts.remove.click(ask_first, inputs=[arts.chosen], outputs=[
+        arts.report, arts.confirm_text, arts.confirm_box, arts.pending], **private)
+    arts.confirm.click(remove_chosen, inputs=[arts.pending],
                        outputs=[arts.report, arts.confirm_box], **private).then(
         refresh, outputs=lists, **private)
     arts.cancel.click(lambda: gr.Column(visible=False), outputs=[arts.confirm_box], **private)
-    arts.chosen.input(lambda: gr.Column(visible=False), outputs=[arts.confirm_box], **private)
     for tab in (arts.tab, index_tab):
         tab.select(refresh, outputs=lists, **private)
 

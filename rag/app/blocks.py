@@ -278,8 +278,10 @@ def _wire_chat(service: Service, chat: _Chat) -> None:
         yield from _respond(service, message, raw, k, after, before, mode)
 
     ask_inputs = [chat.msg, chat.store, *settings, *([chat.mode] if chat.mode else [])]
+    # A question sent while the last answer is still finishing (shown, not yet closed) is
+    # asked next; Gradio's default for submit ("once") dropped it without a word.
     chat.msg.submit(respond, inputs=ask_inputs, outputs=[*views, chat.msg],
-                    show_progress="hidden", **private)
+                    show_progress="hidden", trigger_mode="always_last", **private)
 
     def without_filter(raw: Any) -> tuple[str, str, str]:
         conv = Store.from_json(raw).active()
