@@ -235,22 +235,13 @@ def _dateline(line: str) -> re.Match[str] | None:
     return m if m and any(c.isdigit() for c in m["date"]) else None
 
 
-def _ends_a_sentence(line: str) -> bool:
-    """A line ending in a full stop; an ellipsis ("..." or "…") is not one: a headline
-    that trails off is still a headline.
-
-    >>> _ends_a_sentence("Ukraine fired eight."), _ends_a_sentence("More cuts to come...")
-    (True, False)
-    """
-    return line.endswith(".") and not line.endswith("...")
-
-
 def _split_title(lines: list[str], f: _File) -> tuple[str, bool, list[str]]:
     """(title, title_from_name, rest): a short first line that is not a sentence (no final
-    full stop; an ellipsis is no full stop) is the headline; otherwise there is no headline,
-    the file stem stands in and every line is text."""
+    full stop; an ellipsis, "..." or "…", is none: a headline that trails off is still a
+    headline) is the headline; otherwise there is none, the stem stands in, all is text."""
     first = lines[0].strip() if lines else ""
-    if len(lines) > 1 and 0 < len(first) < 200 and not _ends_a_sentence(first):
+    sentence = first.endswith(".") and not first.endswith("...")
+    if len(lines) > 1 and 0 < len(first) < 200 and not sentence:
         return first.lstrip("#").strip(), False, _trim(lines[1:])
     return f.path.stem, True, lines
 
