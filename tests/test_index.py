@@ -88,9 +88,10 @@ def test_sync_removes_deleted_files_and_handles_renames(corpus, tmp_path):
     (corpus / "sub" / "bridge.txt").unlink()
     (corpus / "norway.txt").rename(corpus / "norway-renamed.txt")
     plain = idx.add([corpus], progress=False)
-    # Without --sync a deleted file's article stays; a renamed file is re-keyed, not doubled.
+    # Without --sync a deleted file's article stays; a renamed file is re-keyed in place:
+    # not doubled, not embedded again (reported as moved).
     assert {a.id for a in idx.articles()} == {SEED_ID, "norway-renamed.txt", "sub/bridge.txt"}
-    assert (plain.added, plain.removed) == (1, 1)
+    assert (plain.added, plain.removed, plain.moved, plain.chunks_added) == (0, 0, 1, 0)
     r = idx.add([corpus], sync=True, progress=False)
     assert {a.id for a in idx.articles()} == {SEED_ID, "norway-renamed.txt"}
     assert r.removed == 1

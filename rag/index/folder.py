@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,16 @@ class WriteLock:
 
     def __exit__(self, *exc: object) -> None:
         self.lock.release()
+
+
+def clean_staging(path: Path) -> None:
+    """Remove what a killed `--rebuild` of `path` left beside it (`NAME.rebuild/`); the
+    caller holds the write lock, so no rebuild is running. Never a staged folder that a
+    swap intent names: that one is the new index, for the next open to swap in."""
+    path = path.absolute()
+    staged = path.with_name(path.name + ".rebuild")
+    if staged.is_dir() and not path.with_name(path.name + ".swap").exists():
+        shutil.rmtree(staged, ignore_errors=True)
 
 
 def read_manifest(path: Path) -> dict[str, Any] | None:

@@ -2,8 +2,9 @@
 
 The rebuild holds the old folder's write lock from start to end, so no writer commits to
 an index about to be replaced. The new folder (`NAME.rebuild`) gets the articles asked
-for plus the app's uploads (with their files), and the vector cache moves along so a
-killed rebuild resumes. The swap is one atomic `renameat2(RENAME_EXCHANGE)` where the OS
+for plus the app's uploads that the old index holds (with their files), and the vector
+cache moves along so a killed rebuild resumes; the next write removes what a killed one
+left (`folder.clean_staging`). The swap is one atomic `renameat2(RENAME_EXCHANGE)` where the OS
 has it; elsewhere an intent file is written first and the two renames it names are
 completed by the next open, so every instant shows the old index or the new one.
 """
@@ -21,8 +22,10 @@ from rag.embed.cache import CACHE_FILE
 from rag.embed.embedder import Embedder
 from rag.faults import checkpoint
 from rag.index.folder import Progress, WriteLock, write_json_atomic
+from rag.index.uploads import held_uploads
 from rag.index.writer import UPLOAD_NAMESPACE, IndexReport, Pipeline
 from rag.ingest.chunking import ChunkSpec
+from rag.ingest.files import Skipped
 
 if TYPE_CHECKING:
     from rag.index.facade import Index
@@ -86,12 +89,21 @@ def _build(paths: list[str | os.PathLike[str]], target: Path, new_dir: Path, *,
                          pipeline=pipeline)
         uploads = target / "uploads"
         if uploads.is_dir():
-            # Indexed where they will be after the swap, then copied along.
-            up = idx.add([uploads], progress=False, namespace=UPLOAD_NAMESPACE)
-            shutil.copytree(uploads, new_dir / "uploads")
+            # The uploads the old index holds, indexed where they will be after the swap,
+            # then copied along. A file it does not hold (a killed upload's) stays behind.
+            held = held_uploads(target)
+            files = sorted(f for f in uploads.iterdir() if f.is_file() and f.resolve() in held)
+            left = [Skipped(str(f), "in the upload folder but not in the index (an upload "
+                            "that was interrupted?); not carried over: upload it again")
+                    for f in sorted(uploads.iterdir())
+                    if f.is_file() and not f.name.startswith(".") and f.resolve() not in held]
+            up = idx.add(files, progress=False, namespace=UPLOAD_NAMESPACE)
+            (new_dir / "uploads").mkdir()
+            for f in files:
+                shutil.copy2(f, new_dir / "uploads" / f.name)
             report = IndexReport(
                 added=report.added + up.added, updated=report.updated, removed=0,
-                unchanged=report.unchanged, skipped=report.skipped + up.skipped,
+                unchanged=report.unchanged, skipped=report.skipped + up.skipped + tuple(left),
                 chunks_added=report.chunks_added + up.chunks_added, articles=up.articles,
                 chunks=up.chunks, seconds=report.seconds + up.seconds,
                 embedded=report.embedded + up.embedded, reused=report.reused + up.reused)

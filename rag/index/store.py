@@ -4,16 +4,19 @@ Every change is one SQLite transaction that also bumps `version`, so a process
 killed mid-write leaves the previous state. FAISS and BM25 files are caches
 derived from this store and tagged with the version they were built from.
 Removed rows are tombstoned (`deleted` = the version that removed them) and purged
-one write later, so a reader still on the previous version can finish its search.
+one write later. A reader pins the version it serves: `Store(path, pinned=True)` holds one
+SQLite read transaction, so every read through it (chunks, articles, counts) sees that
+version whatever commits or purges come after (`rag.index.derived.State.view`).
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -89,13 +92,14 @@ class _NothingWritten(Exception):
 class Store:
     """A connection to `store.sqlite`. One writer at a time (the index holds a file lock)."""
 
-    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+    def __init__(self, path: Path, *, readonly: bool = False, pinned: bool = False) -> None:
         self.path = path
         try:
-            if readonly:
-                self.db = _connect_readonly(path)
-            else:
-                self.db = sqlite3.connect(path, check_same_thread=False, timeout=30)
+            self.db = _connect_readonly(path) if readonly else \
+                sqlite3.connect(path, check_same_thread=False, timeout=30)
+            if pinned:  # one read transaction from here on: this connection never moves
+                self.db.execute("BEGIN")
+            elif not readonly:
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=FULL")
                 self.db.executescript(_SCHEMA)
@@ -128,13 +132,16 @@ class Store:
         row = self.db.execute("SELECT value FROM meta WHERE key='version'").fetchone()
         return int(row[0]) if row else 0
 
-    def init_meta(self, model: str, dim: int, chunking: dict[str, int]) -> None:
-        with self._write():
+    def init_meta(self, model: str, dim: int, chunking: dict[str, int],
+                  fingerprint: str | None = None) -> None:
+        """A new index's identity; `fingerprint`: of the model's files (`rag.index.model`)."""
+        with self.db:
             for key, value in (
                 ("format", str(FORMAT)), ("model", model), ("dim", str(dim)),
                 ("chunking", json.dumps(chunking, sort_keys=True)), ("version", "0"),
-            ):
-                self.db.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (key, value))
+                ("fingerprint", fingerprint)):
+                if value is not None:
+                    self.db.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (key, value))
 
     # -- reads ----------------------------------------------------------------------------
     def article_hashes(self) -> dict[str, str]:
@@ -170,17 +177,18 @@ class Store:
 
     def chunks(self, ids: Sequence[int]) -> dict[int, StoredChunk]:
         """Chunks by id (tombstoned ones included: a reader may be one version behind)."""
-        out: dict[int, StoredChunk] = {}
+        rows = self._rows_in(
+            "SELECT c.id, c.article_id, c.start, c.\"end\", c.text, a.title, a.published, "
+            "a.source, a.url, a.path FROM chunks c JOIN articles a ON a.id=c.article_id "
+            "WHERE c.id IN ({})", ids)
+        return {r[0]: StoredChunk(*r) for r in rows}
+
+    def _rows_in(self, sql: str, ids: Sequence[int]) -> list[tuple[Any, ...]]:
+        """Rows of `sql` (whose `IN ({})` takes the ids), 500 ids per statement."""
+        out: list[tuple[Any, ...]] = []
         for i in range(0, len(ids), 500):
             part = [int(x) for x in ids[i:i + 500]]
-            marks = ",".join("?" * len(part))
-            rows = self.db.execute(
-                "SELECT c.id, c.article_id, c.start, c.\"end\", c.text, a.title, a.published, "
-                "a.source, a.url, a.path FROM chunks c JOIN articles a ON a.id=c.article_id "
-                f"WHERE c.id IN ({marks})", part,
-            )
-            for r in rows.fetchall():
-                out[r[0]] = StoredChunk(*r)
+            out += self.db.execute(sql.format(",".join("?" * len(part))), part).fetchall()
         return out
 
     def neighbor_spans(self, chunk_id: int, n: int) -> list[tuple[int, int]]:
@@ -192,6 +200,11 @@ class Store:
             (int(chunk_id), n, n)).fetchall()
         return [(int(a), int(b)) for a, b in rows]
 
+    def dead_chunks(self, ids: Sequence[int]) -> set[int]:
+        """Those of `ids` that are tombstoned or purged in this store's version."""
+        live = self._rows_in("SELECT id FROM chunks WHERE deleted IS NULL AND id IN ({})", ids)
+        return {int(i) for i in ids} - {int(r[0]) for r in live}
+
     def article_slice(self, article_id: str, start: int, end: int) -> str | None:
         """`article.text[start:end]` without loading the whole text into Python."""
         row = self.db.execute("SELECT substr(text, ?, ?) FROM articles WHERE id=?",
@@ -200,12 +213,7 @@ class Store:
 
     def vectors(self, ids: Sequence[int], dim: int) -> np.ndarray:
         """Stored vectors for chunk ids, in the order given."""
-        got: dict[int, bytes] = {}
-        for i in range(0, len(ids), 500):
-            part = [int(x) for x in ids[i:i + 500]]
-            marks = ",".join("?" * len(part))
-            got.update(self.db.execute(
-                f"SELECT id, vector FROM chunks WHERE id IN ({marks})", part).fetchall())
+        got = dict(self._rows_in("SELECT id, vector FROM chunks WHERE id IN ({})", ids))
         out = np.zeros((len(ids), dim), dtype=np.float32)
         for n, cid in enumerate(ids):
             if int(cid) in got:
@@ -214,31 +222,25 @@ class Store:
 
     def iter_live_vectors(self, batch: int = 10_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(ids, vectors) of live chunks in id order, in batches, for FAISS (no texts)."""
-        last = -1
-        while True:
-            rows = self.db.execute(
-                "SELECT id, vector FROM chunks WHERE deleted IS NULL AND id>? ORDER BY id LIMIT ?",
-                (last, batch),
-            ).fetchall()
-            if not rows:
-                return
-            last = int(rows[-1][0])
+        for rows in self._live_pages("c.vector FROM chunks c", batch):
             yield (np.array([r[0] for r in rows], dtype=np.int64),
                    np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows]))
 
     def iter_live_texts(self, batch: int = 20_000) -> Iterator[tuple[np.ndarray, list[str]]]:
         """(ids, title + text) of live chunks in id order, in batches, for BM25 (no vectors)."""
-        last = -1
-        while True:
-            rows = self.db.execute(
-                "SELECT c.id, a.title, c.text FROM chunks c JOIN articles a ON a.id=c.article_id "
-                "WHERE c.deleted IS NULL AND c.id>? ORDER BY c.id LIMIT ?", (last, batch),
-            ).fetchall()
-            if not rows:
-                return
-            last = int(rows[-1][0])
+        for rows in self._live_pages(
+                "a.title, c.text FROM chunks c JOIN articles a ON a.id=c.article_id", batch):
             yield (np.array([r[0] for r in rows], dtype=np.int64),
                    [f"{r[1]}\n{r[2]}" for r in rows])
+
+    def _live_pages(self, select: str, batch: int) -> Iterator[list[tuple[Any, ...]]]:
+        last = -1
+        while rows := self.db.execute(
+                f"SELECT c.id, {select} WHERE c.deleted IS NULL AND c.id>? ORDER BY c.id "
+                "LIMIT ?", (last, batch),
+        ).fetchall():
+            last = int(rows[-1][0])
+            yield rows
 
     def texts(self, ids: Sequence[int]) -> list[str]:
         """Title + text of chunks by id, in the order given, as BM25 indexes them."""
@@ -270,15 +272,15 @@ class Store:
         return np.array([r[0] for r in rows], dtype=np.int64)
 
     # -- writes ---------------------------------------------------------------------------
-    def _write(self) -> sqlite3.Connection:
-        return self.db
-
     def apply(
         self,
         upserts: Iterable[Upsert],
         removals: Iterable[str],
+        moves: Mapping[str, Article] | None = None,
     ) -> tuple[int, list[int], list[int]]:
-        """One transaction: replace/insert articles with their chunks, tombstone removals.
+        """One transaction: replace/insert articles with their chunks, re-point `moves`
+        (old id -> the same content at its new path, maybe under a new id: rows updated in
+        place, nothing re-embedded), tombstone removals. `moves` is read after `upserts`.
 
         Returns (new version, ids of added chunks, ids of tombstoned chunks).
         """
@@ -317,6 +319,9 @@ class Store:
                         added.append(int(cur.lastrowid or 0))
                         if block is not None:
                             self._put_sentences(added[-1], block)
+                for old_id, art in (moves or {}).items():
+                    changed = True
+                    self._move(old_id, art)
                 for article_id in removals:
                     changed = True
                     gone += self._tombstone_chunks(article_id, version)
@@ -339,6 +344,16 @@ class Store:
         self.db.execute("INSERT OR IGNORE INTO meta VALUES ('sentence_chars', ?)",
                         (str(block.chars),))
         self.db.execute("INSERT INTO sentences VALUES (?,?,?,?)", (chunk_id, *block.to_row()))
+
+    def _move(self, old_id: str, art: Article) -> None:
+        if art.id != old_id:  # chunks follow their article; a tombstone under the new id goes
+            self.db.execute("DELETE FROM articles WHERE id=? AND deleted IS NOT NULL", (art.id,))
+            self.db.execute("UPDATE chunks SET article_id=? WHERE article_id=? AND deleted IS NULL",
+                            (art.id, old_id))
+        self.db.execute(
+            "UPDATE articles SET id=?, path=?, published=?, source=?, url=?, author=? "
+            "WHERE id=? AND deleted IS NULL",
+            (art.id, art.path, art.published, art.source, art.url, art.author, old_id))
 
     def rename_articles(self, pairs: dict[str, str]) -> dict[str, str]:
         """Give live articles new ids in place, chunks and vectors untouched (nothing is

@@ -4,7 +4,9 @@ runs here, under the folder's one write lock.
 An add reads the articles, decides for each what it needs (`_Run.claim`), embeds the
 changed ones a batch at a time through the vector cache (so a killed run's embedding
 work is not lost), and commits everything in one store transaction; then the derived
-FAISS/BM25 files follow. A sync removes only articles whose files are known to be gone.
+FAISS/BM25 files follow. An unchanged article found at a new path (a renamed file, a
+moved folder) is re-pointed in that transaction, not embedded again. A sync makes the
+index equal to the folders it is given (`rag.index.sync`).
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ from rag.embed.embedder import Embedder
 from rag.errors import InputError
 from rag.faults import checkpoint
 from rag.index.derived import finish_derived, update_derived
-from rag.index.folder import Progress, ProgressBar, WriteLock, count_items
+from rag.index.folder import Progress, ProgressBar, WriteLock, clean_staging, count_items
 from rag.index.sentences import SENTENCE_CHARS, SentenceBlock, embed_blocks
 from rag.index.store import Store, Upsert
+from rag.index.sync import UPLOAD_NAMESPACE, SyncScope
 from rag.ingest.articles import Article, Skipped, iter_articles
 from rag.ingest.chunking import Chunk, ChunkSpec, chunk_article
 
@@ -33,10 +36,6 @@ if TYPE_CHECKING:
     from rag.index.facade import Index
 
 _EMBED_BATCH = 128  # chunks per embedding call (and per vector-cache write)
-
-# Uploads live in their own id namespace: an upload can never replace another source's
-# article, and a corpus article may not take an id in it.
-UPLOAD_NAMESPACE = "upload:"
 
 # The title heads every embedded chunk (it gives a chunk its subject). A headline is
 # 8-15 words; 32 words (~45 word pieces) leave 200+ of MiniLM's 256 for the passage.
@@ -103,7 +102,8 @@ class IndexReport:
     articles: int
     chunks: int
     seconds: float
-    kept: int = 0  # articles a sync kept because their file or folder could not be read
+    kept: int = 0  # articles a sync kept: their file or folder could not be read or checked
+    moved: int = 0  # unchanged articles found at a new path: re-pointed, not embedded again
     embedded: int = 0  # texts the model embedded (chunks and sentences)
     reused: int = 0  # texts whose vectors came from the vector cache (a killed run's work)
 
@@ -118,27 +118,37 @@ def add(index: Index, paths: Iterable[str | os.PathLike[str]], *, sync: bool = F
         pipeline: Pipeline | None = None, follow_links: bool = False,
         namespace: str = "") -> IndexReport:
     """`Index.add`: see there."""
-    t0 = time.perf_counter()
     roots = [Path(p) for p in paths]
     for r in roots:
         if not r.exists():  # before anything is read: a missing root removes nothing
             raise InputError(f"{r} does not exist; give a file or folder of articles")
     with WriteLock(index.path, timeout=lock_timeout):
-        writer = Store(index.path / "store.sqlite")
-        cache = VectorCache(index.cache_path, index.model, index.dim)
-        try:
-            migrate_upload_ids(writer, index.path / "uploads")
-            run = _Run(index, writer, roots, cache, sync=sync, follow_links=follow_links,
-                       namespace=namespace, pipeline=pipeline)
-            return run.run(progress, t0)
-        finally:
-            cache.close()
-            writer.close()
+        return add_locked(index, roots, sync=sync, progress=progress, pipeline=pipeline,
+                          follow_links=follow_links, namespace=namespace)
+
+
+def add_locked(index: Index, roots: list[Path], *, sync: bool = False,
+               progress: Progress = True, pipeline: Pipeline | None = None,
+               follow_links: bool = False, namespace: str = "") -> IndexReport:
+    """`add` for a caller that holds the index's write lock (`rag.index.uploads`)."""
+    t0 = time.perf_counter()
+    clean_staging(index.path)  # a killed rebuild's half-built folder
+    writer = Store(index.path / "store.sqlite")
+    cache = VectorCache(index.cache_path, index.model, index.dim)
+    try:
+        migrate_upload_ids(writer, index.path / "uploads")
+        run = _Run(index, writer, roots, cache, sync=sync, follow_links=follow_links,
+                   namespace=namespace, pipeline=pipeline)
+        return run.run(progress, t0)
+    finally:
+        cache.close()
+        writer.close()
 
 
 def remove(index: Index, article_ids: Sequence[str], lock_timeout: float = 10.0) -> int:
     """`Index.remove`: see there."""
     with WriteLock(index.path, timeout=lock_timeout):
+        clean_staging(index.path)
         writer = Store(index.path / "store.sqlite")
         try:
             renamed = migrate_upload_ids(writer, index.path / "uploads")
@@ -195,17 +205,19 @@ class _Run:
         self.paths_of = writer.article_paths()
         self.sentence_chars = int(writer.meta().get("sentence_chars", SENTENCE_CHARS))
         self.embed = _Embed(index.embedder, cache)
+        self.scope = SyncScope(roots)
         self.seen: set[str] = set()  # ids read in this run
-        self.files_read: set[str] = set()  # files that gave at least one article
-        self.unreadable: set[str] = set()  # files/folders with a skip: their articles stay
         self.skipped: list[Skipped] = []
-        self.renamed: list[str] = []  # ids re-keyed because their file was renamed
+        self.moves: dict[str, Article] = {}  # stored id -> the same content at its new path
+        self.requeue: list[Article] = []  # a move undone: embed it after all
+        self.renamed: list[str] = []  # ids re-keyed by a re-embedding (see `claim`)
         self.removed: list[str] = []
         self.counts = {"added": 0, "updated": 0, "unchanged": 0, "chunks": 0, "kept": 0}
 
     def run(self, progress: Progress, t0: float) -> IndexReport:
         before = self.writer.version
-        version, new_ids, gone_ids = self.writer.apply(self.upserts(progress), self.removals())
+        version, new_ids, gone_ids = self.writer.apply(self.upserts(progress), self.removals(),
+                                                       self.moves)
         if version != before:
             update_derived(self.index, self.writer, version, new_ids, gone_ids)
         else:
@@ -217,7 +229,7 @@ class _Run:
             added=c["added"], updated=c["updated"], removed=len(self.renamed) + len(self.removed),
             unchanged=c["unchanged"], skipped=tuple(self.skipped), chunks_added=c["chunks"],
             articles=articles, chunks=chunks, seconds=time.perf_counter() - t0, kept=c["kept"],
-            embedded=self.embed.embedded, reused=self.embed.reused)
+            moved=len(self.moves), embedded=self.embed.embedded, reused=self.embed.reused)
 
     # -- 1. read, and decide what each article needs ---------------------------------------
     def upserts(self, progress: Progress) -> Iterator[Upsert]:
@@ -240,20 +252,31 @@ class _Run:
                 yield (art, item.chunks, item.vectors) if item.blocks is None else \
                     (art, item.chunks, item.vectors, item.blocks)
                 continue
-            pending.append((art, chunk_for(self.index.embedder, art, self.index.chunking)))
+            self.chunked(art, pending, bar)
             if sum(len(cs) for _, cs in pending) >= _EMBED_BATCH:
                 yield from self.embedded(pending, bar)
                 pending = []
+        for art in self.requeue:
+            self.chunked(art, pending, bar)
         yield from self.embedded(pending, bar)
         bar.close()
 
+    def chunked(self, art: Article, pending: list[tuple[Article, list[Chunk]]],
+                bar: ProgressBar) -> None:
+        try:
+            pending.append((art, chunk_for(self.index.embedder, art, self.index.chunking)))
+        except InputError as e:  # e.g. a title longer than the model reads: this one only
+            self.counts["updated" if art.id in self.hashes else "added"] -= 1
+            self.skip(Skipped(art.path or art.id, str(e), art.path or ""), bar)
+
     def skip(self, s: Skipped, bar: ProgressBar) -> None:
         self.skipped.append(s)
-        self.unreadable.add(os.path.abspath(s.source))
+        self.scope.unreadable.add(os.path.abspath(s.source))
         bar.step(s.path)
 
     def claim(self, art: Article, bar: ProgressBar) -> Article | None:
-        """The article as it will be written, or None (skipped or unchanged: recorded)."""
+        """The article as it will be written, or None (skipped, unchanged or moved:
+        recorded)."""
         where = art.path or art.id
         if self.namespace:
             art = replace(art, id=self.namespace + art.id)
@@ -266,27 +289,61 @@ class _Run:
             return None
         self.seen.add(art.id)
         if art.path:
-            self.files_read.add(os.path.abspath(art.path))
+            self.scope.files_read.add(os.path.abspath(art.path))
+        if art.id in self.moves and self.moves[art.id].id != art.id:
+            self.undo_move(art)
         owner = self.paths_of.get(art.id)
-        if owner and art.path and os.path.abspath(owner) != os.path.abspath(art.path) \
-                and not self.under_roots(owner) and os.path.lexists(owner):
-            self.skip(Skipped(where, f"id {art.id!r} belongs to the article from {owner}; "
-                              "give this one another id"), bar)
+        moved = bool(owner and art.path and os.path.abspath(owner) != os.path.abspath(art.path))
+        if moved and not self.sync and not self.scope.under_roots(owner or "") \
+                and os.path.lexists(owner or ""):
+            self.skip(Skipped(where, f"id {art.id!r} belongs to the article from {owner}; give "
+                              "this one another id, or index with --sync to make the index "
+                              "follow the folders given"), bar)
             return None
         if self.hashes.get(art.id) == art.content_hash:
-            self.counts["unchanged"] += 1
+            if moved and (self.sync or not os.path.lexists(owner or "")):
+                self.moves[art.id] = art  # the same article at a new path: re-point it
+            else:
+                self.counts["unchanged"] += 1
             bar.step(where)
             return None
         twin = self.by_hash.get(art.content_hash)
         if twin is not None and twin != art.id:
-            twin_path = self.paths_of.get(twin)
-            if twin_path is None or Path(twin_path).exists() or twin in self.seen:
+            if not self.takes_over(twin):
                 self.skip(Skipped(where, f"duplicate of {twin}"), bar)
                 return None
-            self.renamed.append(twin)  # the file was renamed: re-key, don't duplicate
+            self.by_hash[art.content_hash] = art.id
+            if art.id not in self.hashes:  # a renamed file: its article, re-keyed in place
+                self.moves[twin] = art
+                bar.step(where)
+                return None
+            self.renamed.append(twin)  # its id holds other content: re-embed, drop the twin
+        if self.by_hash.get(self.hashes.get(art.id, "")) == art.id:
+            del self.by_hash[self.hashes[art.id]]  # its old content is no longer here
         self.by_hash[art.content_hash] = art.id
         self.counts["updated" if art.id in self.hashes else "added"] += 1
         return art
+
+    def undo_move(self, art: Article) -> None:
+        """`art` comes with the id an earlier article of this run was to take over: that
+        one is not a rename after all. Embedded under its own id, or a duplicate of `art`."""
+        other = self.moves.pop(art.id)
+        if other.content_hash == art.content_hash:
+            self.skipped.append(Skipped(other.path or other.id, f"duplicate of {art.id}"))
+            self.by_hash[art.content_hash] = art.id
+        else:
+            self.requeue.append(other)
+            self.counts["added"] += 1
+
+    def takes_over(self, twin: str) -> bool:
+        """Whether an article with `twin`'s content under another id replaces it: its
+        file is gone, or (a sync) lies outside the folders given."""
+        path = self.paths_of.get(twin)
+        if not path or twin in self.seen or twin in self.moves:
+            return False
+        return not os.path.lexists(path) or (
+            self.sync and not twin.startswith(UPLOAD_NAMESPACE)
+            and not self.scope.under_roots(path))
 
     # -- 2. embed (through the cache: a killed run's batches are not embedded again) --------
     def embedded(self, pending: list[tuple[Article, list[Chunk]]],
@@ -311,66 +368,10 @@ class _Run:
         yield from self.renamed
         if not self.sync:
             return
-        empty = self.empty_roots()
-        for aid, apath in self.paths_of.items():
-            if aid in self.seen or aid in self.renamed or not apath or \
-                    not self.under_roots(apath):
-                continue
-            if self.known_gone(apath) and not any(_under(apath, r) for r in empty):
-                self.removed.append(aid)
-                yield aid
-            else:
-                self.counts["kept"] += 1
-
-    def known_gone(self, path: str) -> bool:
-        """True only when the file was read without this article, or surely does not exist;
-        never for a file or folder that could not be read."""
-        p = os.path.abspath(path)
-        parent = p
-        while True:
-            if parent in self.unreadable:
-                return False
-            up = os.path.dirname(parent)
-            if up == parent:
-                break
-            parent = up
-        if p in self.files_read:
-            return True
-        try:
-            os.lstat(p)
-        except (FileNotFoundError, NotADirectoryError):
-            return True
-        except OSError:  # a permission problem: not known to be gone
-            return False
-        return False  # there, but not read (nor reported): keep it
-
-    def empty_roots(self) -> list[str]:
-        """Root folders with nothing in them now, though articles came from them: an
-        unmounted drive looks like this. Nothing is removed from them; the user is told."""
-        out = []
-        for r in self.roots:
-            try:
-                empty = r.is_dir() and not any(not e.name.startswith(".") for e in os.scandir(r))
-            except OSError:
-                empty = True
-            if empty and any(p and _under(p, str(r)) for p in self.paths_of.values()):
-                out.append(str(r))
-                self.skipped.append(Skipped(os.path.abspath(r), "the folder is empty (an "
-                                            "unmounted drive?); its indexed articles are kept "
-                                            "(remove them with --rebuild if that is meant)"))
-        return out
-
-    def under_roots(self, path: str) -> bool:
-        return any(_under(path, str(r)) for r in self.roots)
-
-
-def _under(path: str, root: str) -> bool:
-    """`path` is `root` or inside it, as spelled or after resolving links."""
-    for a, b in ((os.path.abspath(path), os.path.abspath(root)),
-                 (os.path.realpath(path), os.path.realpath(root))):
-        if a == b or a.startswith(b.rstrip(os.sep) + os.sep):
-            return True
-    return False
+        settled = self.seen | set(self.moves) | set(self.renamed)
+        self.removed, self.counts["kept"] = self.scope.removals(self.paths_of, settled,
+                                                                self.skipped)
+        yield from self.removed
 
 
 __all__ = ["CACHE_FILE", "UPLOAD_NAMESPACE", "IndexReport", "Pipeline", "Prepared",

@@ -98,7 +98,9 @@ def chunk_spans(
 
     Consecutive chunks share trailing sentences worth up to `spec.overlap_tokens`.
     `fits(chunk_text)` is a second limit (the embedder's own tokenizer); a chunk that
-    fails it is split further, so no chunk is ever truncated by the model.
+    fails it is split further, so no chunk is ever truncated by the model. A limit that
+    not even one character meets (a title heading each chunk that is over it alone) raises
+    `InputError` rather than cutting the text into single characters.
 
     >>> t = "One two three. Four five six. Seven eight nine."
     >>> [t[a:b] for a, b in chunk_spans(t, ChunkSpec(max_tokens=8, overlap_tokens=0))]
@@ -128,6 +130,10 @@ def chunk_spans(
         i = k
     if fits is None:
         return spans
+    if spans and not fits(""):
+        raise InputError("no chunk can meet the length limit: even an empty one is over it "
+                         "(a title or header heading every chunk is longer than the limit "
+                         "itself); shorten the title or raise the limit")
     out: list[tuple[int, int]] = []
     for a, b in spans:
         out.extend(_enforce(text, a, b, fits))
@@ -148,7 +154,11 @@ def _enforce(text: str, a: int, b: int, fits: Callable[[str], bool]) -> list[tup
         cut = space if space > a else mid
     left, right = _trim(text, a, cut), _trim(text, cut, b)
     if left[1] <= left[0] or right[1] <= right[0]:
-        return [(a, b)] if b - a <= 1 else [(a, mid), (mid, b)]
+        if b - a <= 1:  # one character over the limit: no cut can make it fit
+            raise InputError(f"no chunk can meet the length limit: the single character "
+                             f"{text[a:b]!r} alone is over it (with the title or header "
+                             "heading every chunk); shorten the title or raise the limit")
+        return [(a, mid), (mid, b)]
     return _enforce(text, *left, fits) + _enforce(text, *right, fits)
 
 
@@ -158,7 +168,7 @@ def chunk_article(
     spec: ChunkSpec = ChunkSpec(),
     fits: Callable[[str], bool] | None = None,
 ) -> list[Chunk]:
-    """The chunks of one article, in order."""
+    """The chunks of one article, in order (`InputError`: a `fits` no text can meet)."""
     return [
         Chunk(article_id, n, a, b, text[a:b])
         for n, (a, b) in enumerate(chunk_spans(text, spec, fits))

@@ -32,9 +32,10 @@ _BOMS = (  # UTF-32 first: its little-endian BOM starts with UTF-16's
 def read_text(path: str | os.PathLike[str]) -> str:
     """Read a text file of any common encoding, cleaned for indexing.
 
-    Decoding: a BOM (UTF-8/16/32) wins; then strict UTF-8; then UTF-8 with replacement
-    characters if the file is mostly valid UTF-8 with a few broken bytes; then cp1252, then
-    latin-1 (which never fails). Newlines become \\n; zero-width, bidi-control and other
+    Decoding: a BOM (UTF-8/16/32) wins; then UTF-16 without a BOM where the NUL bytes say
+    so (`_utf16_unmarked`); then strict UTF-8; then UTF-8 with replacement characters if
+    the file is mostly valid UTF-8 with a few broken bytes; then cp1252, then latin-1
+    (which never fails). Newlines become \\n; zero-width, bidi-control and other
     control characters are removed. Binary files raise `InputError`.
     """
     p = Path(path)
@@ -55,13 +56,47 @@ def _decode(data: bytes) -> str:
             text = data.decode(codec, errors="replace")
             break
     else:
-        if b"\x00" in data:
-            raise Unreadable("binary file (NUL bytes)")
-        sample = data[:65536]
-        if len(sample.translate(None, _NOT_CONTROL)) * 10 > len(sample):
+        wide = _utf16_unmarked(data) if b"\x00" in data else None
+        if wide is not None:
+            text = wide
+        elif b"\x00" in data:
+            raise Unreadable("binary file (NUL bytes); if it is text, its encoding could not "
+                             "be told: save it as UTF-8")
+        elif len(data[:65536].translate(None, _NOT_CONTROL)) * 10 > len(data[:65536]):
             raise Unreadable("binary file (mostly non-text bytes)")
-        text = _decode_unmarked(data)
+        else:
+            text = _decode_unmarked(data)
     return _INVISIBLE.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+
+
+def _utf16_unmarked(data: bytes) -> str | None:
+    """UTF-16 without a BOM, told by where its NUL bytes fall: text in Latin script is
+    mostly ASCII, whose every other byte is NUL (odd offsets little-endian, even ones
+    big-endian); binary data has NULs on both. None when that does not tell, or the bytes
+    do not decode to text.
+
+    >>> _utf16_unmarked("Caf\u00e9 news, 2024".encode("utf-16-le"))
+    'Café news, 2024'
+    >>> _utf16_unmarked(bytes([0, 0, 1, 0, 0, 7, 0, 0])) is None
+    True
+    """
+    sample = data[:65536]
+    if len(sample) % 2 and len(sample) == len(data):
+        return None  # UTF-16 has an even number of bytes
+    half = len(sample) // 2
+    odd, even = sample[1::2].count(0), sample[0::2].count(0)
+    if odd >= 0.3 * half and even <= 0.02 * half:
+        codec = "utf-16-le"
+    elif even >= 0.3 * half and odd <= 0.02 * half:
+        codec = "utf-16-be"
+    else:
+        return None
+    try:
+        text = data.decode(codec)
+    except UnicodeDecodeError:
+        return None
+    controls = sum(1 for c in text[:32768] if ord(c) < 32 and c not in "\t\n\r")
+    return None if controls * 100 > len(text[:32768]) else text
 
 
 def _decode_unmarked(data: bytes) -> str:
