@@ -35,6 +35,11 @@ class State:
     lexical: Lexical
     manifest_mtime: int
     behind: bool = False  # an older version, served while a writer finishes the newer one
+    # The store pinned at the version this state was chosen for (one SQLite read
+    # transaction): searches and article lookups read it, so they agree with each other
+    # whatever is committed meanwhile. Its version is `version`, or later where the state
+    # is `behind`; then hits on chunks it no longer holds are dropped (`Index.search`).
+    view: Store | None = None
 
 
 def persist(index: Index, state: State, store: Store | None = None) -> None:
@@ -62,7 +67,7 @@ def persist(index: Index, state: State, store: Store | None = None) -> None:
         write_json_atomic(index.path / "manifest.json", {
             "format": FORMAT, "model": index.model, "dim": index.dim,
             "chunking": asdict(index.chunking), "kind": state.vectors.kind,
-            "requested": index.requested,
+            "requested": index.requested, "model_fingerprint": index.fingerprint,
             "version": state.version, "vectors": vname, "bm25": bname,
             "articles": articles, "chunks": chunks,
         })
@@ -99,34 +104,40 @@ def persisted(index: Index, version: int) -> State | None:
     return State(version, vec, lex, mtime)
 
 def load_state(index: Index) -> State:
-    """The derived state searches use now: the persisted files of the store's version;
-    while a writer finishes a newer one, the previous version; else rebuilt from the store."""
-    version = index.store.version
+    """The derived state searches use now, with the store pinned where it was chosen: the
+    persisted files of the store's version; while a writer finishes a newer one, the state
+    already loaded (its own snapshot) or the previous version; else rebuilt from the store."""
+    view = index.pin()
+    version = view.version
     loaded = persisted(index, version)
     if loaded is not None:
+        loaded.view = view
         return loaded
     # Derived files are missing or behind the store. While a writer holds the lock it
     # is between its commit and its manifest swap: serve the version before, as
     # searches already running do (rebuilding 1M vectors here would take minutes).
     if writer_active(index.path):
-        mtime = modified_ns(index.path / "manifest.json")
-        if index._state is not None and index._state.manifest_mtime == mtime:
-            return index._state
         manifest = read_manifest(index.path) or {}
+        current = index._state
+        if current is not None and current.view is not None and \
+                current.version >= int(manifest.get("version", -1)):
+            current.behind = True  # exact, with its own snapshot; checked again next time
+            return current
         previous = persisted(index, int(manifest.get("version", -1)))
         if previous is not None:
-            previous.behind = True
+            previous.behind, previous.view = True, view
             return previous
     # Else a write was interrupted after its commit: rebuild the derived files from the
     # stored vectors, and persist them if we may write.
-    state = rebuild_state(index, version)
+    state = rebuild_state(index, version, view)
     try:
         with WriteLock(index.path, timeout=0):
             if index._same_store():  # never derived files of an old store into a new folder
-                persist(index, state)
+                persist(index, state, view)
     except (IndexLockedError, IndexWriteError, OSError):
         pass
     state.manifest_mtime = modified_ns(index.path / "manifest.json")
+    state.view = view
     return state
 
 
@@ -188,6 +199,7 @@ def update_derived(index: Index, writer: Store, version: int, new_ids: list[int]
             state = rebuild_state(index, version, writer)
         persist(index, state, writer)
         state.manifest_mtime = modified_ns(index.path / "manifest.json")
+        state.view = index.pin()  # we hold the lock: the store is at `version`
         index._state = state
 
 
@@ -200,4 +212,5 @@ def finish_derived(index: Index, writer: Store) -> None:
         state = rebuild_state(index, writer.version, writer)
         persist(index, state, writer)
         state.manifest_mtime = modified_ns(index.path / "manifest.json")
+        state.view = index.pin()
         index._state = state

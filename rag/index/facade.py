@@ -11,13 +11,15 @@ A write is: embed (nothing on disk yet) -> one SQLite transaction -> new derived
 under new names -> atomic manifest swap -> old files deleted. A process killed at any
 point leaves a loadable index in the old or the new state; derived files missing or
 stale for the store's version are rebuilt from the stored vectors on load.
+
+Which version each read sees (a search and the article lookups for its hits read one;
+every read follows another process's writes and rebuilds): `rag.index.reads`.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,16 +32,14 @@ from rag.errors import (
     IndexNotFoundError,
     IndexWriteError,
     InputError,
-    ModelMismatchError,
 )
+from rag.index import model as _model
 from rag.index import writer as _writer
-from rag.index.derived import State as _State
-from rag.index.derived import load_state
 from rag.index.folder import (
     Progress,
-    modified_ns,
     read_manifest,
 )
+from rag.index.reads import Reads
 from rag.index.rebuild import complete_swap, complete_swap_pending
 from rag.index.rebuild import rebuild as _rebuild
 from rag.index.sentences import SENTENCE_CHARS, SentenceKey, stored_vectors
@@ -79,35 +79,44 @@ class IndexStats:
     bytes_on_disk: int
 
 
-def _file_id(path: Path) -> tuple[int, int] | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
-
-
-class Index:
+class Index(Reads):
     """An index folder opened for search and updates. Thread-safe for concurrent searches."""
 
-    def __init__(self, path: Path, store: Store, embedder: Embedder, meta: dict[str, str],
-                 kind: str, requested: str | None = None) -> None:
+    def __init__(self, path: Path, store: Store, embedder: Embedder | None,
+                 meta: dict[str, str], kind: str, requested: str | None = None) -> None:
         self.path = path
-        self.store = store
-        self.embedder = embedder
+        self.store = store  # the live store; reads go through the pinned `State.view`
+        self._embedder = embedder  # None: made from the manifest's model on first use
+        self._meta = meta
         self.dim = int(meta["dim"])
         self.model = meta["model"]
+        self.fingerprint = meta.get("fingerprint")  # of the model's files; None: older index
         self.chunking = ChunkSpec(**json.loads(meta["chunking"]))
         self.kind = kind
         # What the user asked for: "auto" keeps choosing as the index grows (flat, then IVF).
         self.requested = requested or kind
         self.fusion = Fusion()
         self.passage = PassageSpec()
-        self._lock = threading.RLock()
-        self._state: _State | None = None
+        self._init_reads()
         self._query_cache: dict[str, np.ndarray] = {}
-        self._store_id = _file_id(path / "store.sqlite")
         self.cache_path = path / CACHE_FILE  # vectors embedded but maybe not yet committed
+
+    @property
+    def embedder(self) -> Embedder:
+        """The model that embeds queries and articles. Made from the index's own model
+        on first use, never before (`rag stats` needs none) and checked against the
+        fingerprint the index recorded (`rag.index.model`)."""
+        if self._embedder is None:
+            with self._lock:
+                if self._embedder is None:
+                    made = embedder_for(self.model)
+                    _model.check(self.path, self._meta, made)
+                    self._embedder = made
+        return self._embedder
+
+    @embedder.setter
+    def embedder(self, embedder: Embedder) -> None:
+        self._embedder = embedder  # same model, other runtime settings (threads, bf16)
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod
@@ -183,21 +192,16 @@ class Index:
             if not writable:
                 raise IndexWriteError(f"{p} is read-only; choose a writable folder with --index")
             first: Embedder = embedder or embedder_for()
-            store.init_meta(first.name, first.dim, asdict(chunking or ChunkSpec()))
+            store.init_meta(first.name, first.dim, asdict(chunking or ChunkSpec()),
+                            _model.fingerprint(first))
             meta = store.meta()
             embedder = first
         if int(meta.get("format", FORMAT)) != FORMAT:
             raise IndexCorruptError(
                 f"{p} has index format {meta.get('format')}, this version reads {FORMAT}; "
                 "rebuild it with `rag index PATH --index DIR --rebuild`")
-        if embedder is None:
-            embedder = embedder_for(meta["model"])
-        assert embedder is not None
-        if embedder.name != meta["model"] or embedder.dim != int(meta["dim"]):
-            raise ModelMismatchError(
-                f"the index at {p} was built with {meta['model']} (dim {meta['dim']}), not "
-                f"{embedder.name} (dim {embedder.dim}); search it with that model, or rebuild: "
-                f"`rag index PATH --index {p} --rebuild --model {embedder.name}`")
+        if embedder is not None:  # given: checked now; else made and checked on first use
+            _model.check(p, meta, embedder)
         if chunking is not None and asdict(chunking) != json.loads(meta["chunking"]):
             raise InputError(
                 f"the index at {p} was built with chunking {meta['chunking']}; rebuild it "
@@ -208,42 +212,6 @@ class Index:
         # Manifests written before "requested" existed: keep their kind as it is.
         return cls(p, store, embedder, meta, manifest.get("kind", kind),
                    manifest.get("requested", manifest.get("kind", kind)))
-
-    # -- derived state ---------------------------------------------------------------------
-    def _current(self) -> _State:
-        """The loaded FAISS/BM25 state, reloaded if another process has written since."""
-        mtime = modified_ns(self.path / "manifest.json")
-        state = self._state
-        if state is not None and not state.behind and (
-                state.manifest_mtime == mtime
-                or (state.version >= self.store.version and self._same_store())):
-            return state
-        with self._lock:
-            if self._state is None or self._state.behind or self._state.manifest_mtime != mtime:
-                if not self._follow_rebuild() and self._state is not None:
-                    return self._state  # the folder is being swapped: keep what we have
-                self._state = load_state(self)
-            return self._state
-
-    def _same_store(self) -> bool:
-        return _file_id(self.path / "store.sqlite") == self._store_id
-
-    def _follow_rebuild(self) -> bool:
-        """Switch to the store that `rag index --rebuild` swapped in under this folder.
-        False while the folder is missing mid-swap. Searches already running keep the old
-        connection (it closes when they drop it)."""
-        now = _file_id(self.path / "store.sqlite")
-        if now is None or now == self._store_id:
-            return now is not None
-        try:
-            new = Index.open(self.path, embedder=self.embedder)
-        except ModelMismatchError as e:
-            raise ModelMismatchError(f"{e}. It was rebuilt while open here: restart the app "
-                                     "or command to search it") from e
-        self.store = new.store
-        self.chunking, self.kind, self.requested = new.chunking, new.kind, new.requested
-        self._store_id, self._state = now, None
-        return True
 
     # -- updates ---------------------------------------------------------------------------
     def add(self, paths: Iterable[str | os.PathLike[str]], *, sync: bool = False,
@@ -282,10 +250,12 @@ class Index:
         if k < 1:
             raise InputError("k must be at least 1")
         state = self._current()
+        view = state.view
+        assert view is not None
         allowed = None
         if filters is not None and filters.active:
-            allowed = self.store.filter_ids(filters.published_after, filters.published_before,
-                                            filters.sources)
+            allowed = view.filter_ids(filters.published_after, filters.published_before,
+                                      filters.sources)
             if not len(allowed):
                 return []
         query = query[:MAX_QUERY_CHARS]
@@ -296,10 +266,15 @@ class Index:
         depth = k * FIRST_DEPTH_FACTOR
         while True:
             chunks = search(query, qvec, vectors=state.vectors, lexical=state.lexical,
-                            store=self.store, dim=self.dim, k=depth, mode=mode,
+                            store=view, dim=self.dim, k=depth, mode=mode,
                             allowed=allowed, fusion=self.fusion)
-            found = passages(chunks, self.store, k, self.passage)
+            kept = chunks
+            if view.version != state.version and chunks:  # a snapshot ahead of the files
+                dead = view.dead_chunks([h.chunk_id for h in chunks])
+                kept = [h for h in chunks if h.chunk_id not in dead]
+            found = passages(kept, view, k, self.passage)
             if len(found) >= k or len(chunks) < depth or depth >= k * MAX_DEPTH_FACTOR:
+                self._remember(view, found)
                 return found
             depth *= 2
 
@@ -318,22 +293,27 @@ class Index:
                          ) -> dict[SentenceKey, np.ndarray]:
         """Stored vectors of the sentences in `hits` by (article id, start, end), each of
         the sentence's first `chars` characters; absent ones are not stored (embed them)."""
+        # The live store: sentence rows hang off chunk ids that are never reused, are only
+        # added (a backfill needs no new version) and go with their chunks' purge.
         return stored_vectors(self.store, hits, self.dim, chars)
 
     def articles(self) -> list[ArticleInfo]:
         """Indexed articles, newest first."""
-        return self.store.articles()
+        return self._view().articles()
 
     def article(self, article_id: str) -> Article:
-        art = self.store.article(article_id)
+        """The article as this thread's last search saw it, if it was among the hits
+        (`rag.index.facade`), else as the index holds it now."""
+        art = self._bound(article_id).article(article_id)
         if art is None:
             raise InputError(f"no article {article_id!r} in the index; see `rag stats`")
         return art
 
     def stats(self) -> IndexStats:
-        articles, chunks = self.store.counts()
+        view = self._view()
+        articles, chunks = view.counts()
         manifest = read_manifest(self.path) or {}
-        if self._state is None and manifest.get("version") == self.store.version:
+        if self._state is None and manifest.get("version") == view.version:
             # Derived files current: their manifest says all `rag stats` needs, without
             # importing FAISS and bm25s and loading both (~0.2 s of a cold command).
             kind, version = str(manifest["kind"]), int(manifest["version"])
@@ -346,6 +326,7 @@ class Index:
 
     def close(self) -> None:
         self.store.close()
+        self._close_views()
 
 
 __all__ = ["CACHE_FILE", "DEFAULT_MODEL", "Index", "IndexReport", "IndexStats", "Pipeline",
