@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from rag.app.ui import add_serve_arguments
 from rag.errors import EmptyIndexError, RagError
+from rag.escape import printable
 from rag.options import ANSWER_MODES, SEARCH_MODES, AnswerMode, Filters
 from rag.terminal import (
     SCORES_HELP,
@@ -20,7 +21,6 @@ from rag.terminal import (
     print_answer,
     print_hits,
     remove_articles,
-    safe,
     why_fewer,
 )
 
@@ -57,8 +57,8 @@ def _open_index(args: argparse.Namespace) -> Any:
         idx.embedder = embedder_for(idx.model, threads=getattr(e, "threads", None),
                                     bf16=getattr(e, "bf16", None))
     if not idx.stats().articles:
-        raise EmptyIndexError(f"the index at {safe(args.index)} holds no articles yet; add "
-                              f"some with `rag index FOLDER --index {safe(args.index)}`")
+        raise EmptyIndexError(f"the index at {printable(args.index)} holds no articles yet; "
+                              f"add some with `rag index FOLDER --index {printable(args.index)}`")
     return idx
 
 
@@ -103,13 +103,14 @@ def cmd_index(args: argparse.Namespace) -> int:
         reshard(idx, args.shards)
     idx.close()
     for s in report.skipped:
-        print(f"skipped {safe(s.path)}: {safe(s.reason)}", file=sys.stderr)
-    print(f"{report.added} added, {report.updated} updated, {report.removed} removed, "
+        print(f"skipped {printable(s.path)}: {printable(s.reason)}", file=sys.stderr)
+    moved = f"{report.moved} moved (re-pointed, not embedded again), " if report.moved else ""
+    print(f"{report.added} added, {report.updated} updated, {report.removed} removed, {moved}"
           f"{report.unchanged} unchanged, {len(report.skipped)} skipped; "
           f"{report.chunks_added} chunks embedded; index holds {report.articles} articles, "
           f"{report.chunks} chunks ({report.seconds:.1f} s)"
           + (f"; {report.reused} vectors reused from the vector cache, not embedded again" if report.reused else "")
-          + (f"; {report.kept} articles kept: their files could not be read" if report.kept
+          + (f"; {report.kept} articles kept: their files could not be checked" if report.kept
              else ""), flush=True)  # a log shows it now, not at exit
     return EXIT_PARTIAL if report.skipped else EXIT_OK
 
@@ -130,7 +131,7 @@ def _progress(args: argparse.Namespace) -> Any:
         if done in (1, total) or now - last[0] >= PROGRESS_EVERY_S:
             last[0] = now
             print(f"indexing: {done} of {total} articles ({100 * done // max(total, 1)}%), "
-                  f"{safe(os.path.basename(name))}", file=sys.stderr, flush=True)
+                  f"{printable(os.path.basename(name))}", file=sys.stderr, flush=True)
     return line
 
 
@@ -187,7 +188,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
         try:
             ans = answer(q, idx, history=history, k=args.k, mode=mode, llm=llm)
         except RagError as e:
-            print(f"error: {e}")
+            print(f"error: {printable(e)}")
             continue
         print_answer(ans)
         history.append((q, ans.text))
@@ -201,8 +202,9 @@ def cmd_stats(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(asdict(s), indent=2))
     else:
-        print(f"{s.articles} articles, {s.chunks} chunks in {s.path} ({s.bytes_on_disk / 1e6:.1f} MB)"
-              f"\nmodel {s.model} (dim {s.dim}), {s.kind} index, version {s.version}, "
+        print(f"{s.articles} articles, {s.chunks} chunks in {printable(s.path)} "
+              f"({s.bytes_on_disk / 1e6:.1f} MB)"
+              f"\nmodel {printable(s.model)} (dim {s.dim}), {s.kind} index, version {s.version}, "
               f"chunks of {s.chunking['max_tokens']} tokens with {s.chunking['overlap_tokens']} overlap")
     return EXIT_OK
 
@@ -354,7 +356,7 @@ def main(argv: Sequence[str] | None = None, *, embedder: Embedder | None = None)
         sys.stdout.flush()  # a closed pipe must show here, not in the interpreter's exit
         return code
     except RagError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {printable(e)}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

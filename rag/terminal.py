@@ -9,11 +9,14 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
+from rag.escape import printable
+
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 def safe(text: str) -> str:
-    """Article text with terminal control sequences removed (articles are untrusted).
+    """Article text with terminal control sequences removed (articles are untrusted); it
+    keeps its lines. A path, title or id goes through `rag.escape.printable` instead.
 
     >>> safe("ok\\x1b[31mred")
     'ok[31mred'
@@ -50,7 +53,8 @@ def print_answer(ans: Any) -> None:
         for c in ans.citations:
             when = display_date(c.published)
             where = c.url or c.path or c.article_id
-            print(f"[{c.n}] {safe(c.title)}{f', published {when}' if when else ''} ({safe(where)})")
+            print(f"[{c.n}] {printable(c.title)}{f', published {when}' if when else ''} "
+                  f"({printable(where)})")
             print(f"    \u201c{safe(c.quote)}\u201d (chars {c.start}-{c.end})")
     for d in ans.dropped:
         print(f"dropped (not supported by its source): {safe(d)}", file=sys.stderr)
@@ -87,7 +91,8 @@ def print_hits(hits: Sequence[Any], why_fewer: str | None) -> None:
         print("no passages found")
     for h in hits:
         when = f"published {display_date(h.published)}" if h.published else "undated"
-        print(f"[{h.rank}] {safe(h.title)} ({when}) cosine {h.dense:.2f}, rank {h.score:.4f}")
+        print(f"[{h.rank}] {printable(h.title)} ({when}) cosine {h.dense:.2f}, "
+              f"rank {h.score:.4f}")
         print("    " + snippet(safe(" ".join(h.text.split()))))
     if why_fewer:
         print(f"note: {why_fewer}", file=sys.stderr)
@@ -129,16 +134,16 @@ def remove_articles(idx: Any, article_ids: Sequence[str], *, ask: bool) -> int:
     known = [i for i in dict.fromkeys(article_ids) if i in infos]
     for i in article_ids:
         if i not in infos:
-            print(f"no article {safe(i)!r} in {safe(str(idx.path))} (the ids: `rag stats "
+            print(f"no article '{printable(i)}' in {printable(idx.path)} (the ids: `rag stats "
                   "--json` counts them, `rag search --json` shows them)", file=sys.stderr)
     if not known:
         return 1
-    names = "\n".join(f"  {safe(infos[i].title or i)} ({safe(i)})" for i in known)
+    names = "\n".join(f"  {printable(infos[i].title or i)} ({printable(i)})" for i in known)
     if ask:
         if not sys.stdin.isatty():
             raise InputError("rag remove asks before removing, and the input is not a "
                              "terminal: add --yes to remove without asking")
-        if not confirm(f"Remove {_count(len(known), 'article')} from {safe(str(idx.path))}?"
+        if not confirm(f"Remove {_count(len(known), 'article')} from {printable(idx.path)}?"
                        f"\n{names}\n"):
             print("nothing removed", file=sys.stderr)
             return 1

@@ -17,6 +17,7 @@ from rag.app.render import esc
 from rag.app.security import MAX_UPLOAD_BYTES
 from rag.app.service import Service, article_row, count
 from rag.errors import RagError
+from rag.escape import printable
 from rag.ingest.dates import display_date
 
 if TYPE_CHECKING:
@@ -95,7 +96,7 @@ def index_tab() -> tuple[Any, Any]:
 def confirmation(service: Service, article_ids: Sequence[str]) -> str:
     """The question asked before removing: each chosen article by title (Markdown)."""
     titles = {a.id: a.title or a.id for a in service.index().articles()}
-    names = "\n".join(f"- {esc(titles.get(i, i))}" for i in article_ids)
+    names = "\n".join(f"- {esc(printable(titles.get(i, i)))}" for i in article_ids)
     return (f"**Remove {count(len(article_ids), 'article')} from the index?**\n\n{names}\n\n"
             "Uploaded files are deleted too; an article from the corpus folder comes back at "
             "the next start unless its file is deleted there.")
@@ -117,7 +118,7 @@ def wire_articles(service: Service, arts: Articles, timer: Any, lists: list[Any]
         if not service.ready.is_set() or service.error:
             return status, gr.skip(), gr.skip(), status, gr.skip()
         infos = service.index().articles()
-        choices = [(f"{a.title or a.id} ({display_date(a.published) or 'undated'})", a.id)
+        choices = [(f"{printable(a.title or a.id)} ({display_date(a.published) or 'undated'})", a.id)
                    for a in infos]
         return (status, articles_html(infos, service.empty_help()),
                 gr.Dropdown(choices=choices, value=[]), service.stats_markdown(),

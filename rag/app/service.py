@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -25,9 +24,10 @@ from rag.app.history import Quote
 from rag.app.render import Passage, esc
 from rag.app.security import MAX_UPLOAD_BYTES, safe_name
 from rag.embed.embedder import Embedder
-from rag.errors import EmptyIndexError, InputError, RagError
+from rag.errors import EmptyIndexError, IndexLockedError, InputError, RagError
+from rag.escape import printable
 from rag.index.facade import Index
-from rag.index.writer import UPLOAD_NAMESPACE
+from rag.index.uploads import add_uploads
 from rag.ingest.articles import SUPPORTED_SUFFIXES
 from rag.ingest.dates import display_date
 from rag.options import ANSWER_MODES, AnswerMode, Filters
@@ -59,6 +59,8 @@ def _date(value: str | None, what: str) -> str | None:
 class Service:
     """The index over `corpus` plus uploads, built in the background on `start()`."""
 
+    lock_timeout = 10.0  # seconds an upload waits for another process's write to finish
+
     def __init__(self, index_dir: str | os.PathLike[str], corpus: str | os.PathLike[str] | None,
                  llm: Generator | None = None, embedder: Embedder | None = None) -> None:
         self.index_dir = Path(index_dir)
@@ -86,21 +88,23 @@ class Service:
         except Exception as e:
             self._error = str(e) if isinstance(e, RagError) else f"{type(e).__name__}: {e}"
             self.status = f"The index could not be opened: {self._error}"
-            print(f"error: {self._error}", file=sys.stderr, flush=True)
+            print(f"error: {printable(self._error)}", file=sys.stderr, flush=True)
         finally:
             self.ready.set()
 
     def _sync_corpus(self, idx: Index, corpus: Path) -> None:
-        self.status = f"Indexing {corpus}…"
-        print(f"indexing {corpus} into {self.index_dir} …", file=sys.stderr, flush=True)
+        self.status = f"Indexing {printable(corpus)}…"
+        print(f"indexing {printable(corpus)} into {printable(self.index_dir)} …",
+              file=sys.stderr, flush=True)
         r = idx.add([corpus], sync=True, progress=self._progress)
         for s in r.skipped:
-            print(f"skipped {s.path}: {s.reason}", file=sys.stderr)
-        print(f"{r.added} added, {r.updated} updated, {r.removed} removed, "
+            print(f"skipped {printable(s.path)}: {printable(s.reason)}", file=sys.stderr)
+        print(f"{r.added} added, {r.updated} updated, {r.removed} removed, {r.moved} moved, "
               f"{r.unchanged} unchanged ({r.seconds:.1f} s)", file=sys.stderr, flush=True)
 
     def _progress(self, done: int, total: int, name: str) -> None:
-        self.status = f"Indexing {self.corpus}: {done} of {total} files ({Path(name).name})"
+        self.status = (f"Indexing {printable(self.corpus)}: {done} of {total} files "
+                       f"({printable(Path(name).name)})")
 
     def summary(self) -> str:
         """One line for the top of the page: progress, an error, or what the index holds."""
@@ -111,14 +115,14 @@ class Service:
         if not s.articles:
             return f"{text}. {self.empty_help()}"
         if self.corpus is not None and not self.corpus.exists():
-            return text + f". No folder {self.corpus}: add articles in the Articles tab."
-        return text + (f" (from {self.corpus} and uploads)." if self.corpus else ".")
+            return text + f". No folder {printable(self.corpus)}: add articles in the Articles tab."
+        return text + (f" (from {printable(self.corpus)} and uploads)." if self.corpus else ".")
 
     def empty_help(self) -> str:
         """What to do while the index holds no article (Markdown)."""
         return ("No articles yet: add some with the upload box in the **Articles** tab, or "
                 f"index a folder from a terminal with `rag index FOLDER --index "
-                f"{self.index_dir}`, then ask.")
+                f"{printable(self.index_dir)}`, then ask.")
 
     def is_empty(self) -> bool:
         """Whether the index is open and holds no article."""
@@ -191,16 +195,24 @@ class Service:
 
     # -- articles ----------------------------------------------------------------------------
     def add_files(self, files: Sequence[str], progress: Progress | None = None) -> str:
-        """Copy uploads into the upload folder and index them; a Markdown per-file report."""
+        """Copy uploads into the upload folder and index them, as one step under the
+        index's write lock; a Markdown per-file report. When another process holds the
+        lock, nothing is copied and the report says so."""
         idx = self.index()
         self.uploads.mkdir(parents=True, exist_ok=True)
         root = self.uploads.resolve()
         before = idx.articles()
         rows, saved = _save_uploads(files, root, {a.id: a for a in before})
         if saved:
-            rows += _index_uploads(idx, saved, _by_path(before), progress)
+            try:
+                rows += _index_uploads(idx, saved, _by_path(before), progress,
+                                       self.lock_timeout)
+            except IndexLockedError:
+                rows += [(name, "not added: another process (a `rag index` run?) is writing "
+                          "to the index; nothing was kept, add it again when that has "
+                          "finished") for name, _ in saved.values()]
         st = idx.stats()
-        lines = [f"- `{esc(n)}`: {esc(what)}" for n, what in rows]
+        lines = [f"- `{esc(printable(n))}`: {esc(printable(what))}" for n, what in rows]
         total = (f"The index now holds {count(st.articles, 'article')}, "
                  f"{count(st.chunks, 'passage')}.")
         return "\n".join([*lines, "", total])
@@ -220,11 +232,11 @@ class Service:
             if _inside(path, root):
                 if Path(path or "").resolve() not in still:  # a JSONL file may hold more
                     Path(path or "").unlink(missing_ok=True)
-                lines.append(f"- removed {esc(infos[i].title or i)}")
+                lines.append(f"- removed {esc(printable(infos[i].title or i))}")
             else:
-                lines.append(f"- removed {esc(infos[i].title or i)} (its file is in the corpus "
+                lines.append(f"- removed {esc(printable(infos[i].title or i))} (its file is in the corpus "
                              "folder; delete it there too or it comes back at the next start)")
-        lines += [f"- `{esc(i)}`: no such article" for i in unknown]
+        lines += [f"- `{esc(printable(i))}`: no such article" for i in unknown]
         return "\n".join(lines) or "Nothing selected."
 
     def stats_markdown(self) -> str:
@@ -238,19 +250,19 @@ class Service:
         return "\n".join([
             "| Index | |", "|---|---|",
             f"| Articles | {s.articles} |", f"| Passages (chunks) | {s.chunks} |",
-            f"| Embedding model | `{esc(s.model)}` (dimension {s.dim}) |",
+            f"| Embedding model | `{esc(printable(s.model))}` (dimension {s.dim}) |",
             f"| Chunking | {s.chunking.get('max_tokens')} tokens, {overlap} overlap |",
             f"| Vector index | {esc(s.kind)}, version {s.version} |",
-            f"| Folder | `{esc(s.path)}` ({s.bytes_on_disk / 1e6:.1f} MB) |",
-            f"| Corpus folder | `{esc(self.corpus or '(none)')}` |",
-            f"| Uploads | `{esc(self.uploads)}` |",
+            f"| Folder | `{esc(printable(s.path))}` ({s.bytes_on_disk / 1e6:.1f} MB) |",
+            f"| Corpus folder | `{esc(printable(self.corpus or '(none)'))}` |",
+            f"| Uploads | `{esc(printable(self.uploads))}` |",
             f"| LLM endpoint | {llm} |",
         ])
 
 
 # -- uploads, step by step -------------------------------------------------------------------
 def _refusal(name: str, size: int, target: Path, root: Path, before: dict[str, Any],
-             saved: dict[Path, tuple[str, bool]]) -> str | None:
+             saved: dict[Path, tuple[str, str]]) -> str | None:
     """Why an upload called `name` cannot be saved at `target`; None if it can."""
     if Path(name).suffix.lower() not in SUPPORTED_SUFFIXES:
         return f"unsupported file type (use {', '.join(SUPPORTED_SUFFIXES)})"
@@ -264,11 +276,12 @@ def _refusal(name: str, size: int, target: Path, root: Path, before: dict[str, A
 
 
 def _save_uploads(files: Sequence[str], root: Path, before: dict[str, Any]
-                  ) -> tuple[list[tuple[str, str]], dict[Path, tuple[str, bool]]]:
-    """Copy each acceptable file into `root`. Returns the report rows of the refused ones
-    and {target: (name, newly created)} of the saved ones."""
+                  ) -> tuple[list[tuple[str, str]], dict[Path, tuple[str, str]]]:
+    """Where each acceptable file goes in `root` (copied there by `_index_uploads`, under
+    the write lock). Returns the report rows of the refused ones and {target: (name,
+    source)} of the accepted ones."""
     rows: list[tuple[str, str]] = []
-    saved: dict[Path, tuple[str, bool]] = {}
+    saved: dict[Path, tuple[str, str]] = {}
     for src in files:
         shown = Path(src).name
         name = safe_name(shown)
@@ -280,29 +293,27 @@ def _save_uploads(files: Sequence[str], root: Path, before: dict[str, Any]
         if why:
             rows.append((name, f"skipped: {why}"))
             continue
-        saved[target] = (name, not target.exists())
-        shutil.copyfile(src, target)
+        saved[target] = (name, src)
     return rows, saved
 
 
-def _index_uploads(idx: Index, saved: dict[Path, tuple[str, bool]],
-                   old: dict[Path, dict[str, Any]], progress: Progress | None
-                   ) -> list[tuple[str, str]]:
-    """Index the saved files; one report row each. A new file that held no article is
-    deleted again (an existing one that failed keeps its earlier articles)."""
+def _index_uploads(idx: Index, saved: dict[Path, tuple[str, str]],
+                   old: dict[Path, dict[str, Any]], progress: Progress | None,
+                   lock_timeout: float) -> list[tuple[str, str]]:
+    """Copy the files in and index them under the lock; one report row each. A file that
+    held no article is undone (`rag.index.uploads`)."""
     # Uploads have their own ids ("upload:NAME"): they never replace a corpus article.
-    report = idx.add(list(saved), progress=progress or False, namespace=UPLOAD_NAMESPACE)
+    report, _ = add_uploads(idx, {t: Path(src) for t, (_, src) in saved.items()},
+                            progress=progress or False, lock_timeout=lock_timeout)
     reasons: dict[Path, list[str]] = {}
     for sk in report.skipped:  # a JSONL line's skip names its file in `source`
         reasons.setdefault(Path(sk.source).resolve(), []).append(sk.reason)
     after = _by_path(idx.articles())
     rows = []
-    for target, (name, fresh) in saved.items():
+    for target, (name, _) in saved.items():
         why = "; ".join(reasons.get(target, []))
         if target not in after:
             rows.append((name, f"skipped: {why or 'no article found'}"))
-            if fresh:
-                target.unlink(missing_ok=True)
             continue
         rows.append((name, _file_report(old.get(target, {}), after[target], why)))
     return rows
@@ -344,4 +355,5 @@ def count(n: int, noun: str) -> str:
 def article_row(a: Any) -> list[str]:
     """An ArticleInfo as a row of the articles table (Gradio shows cells as text)."""
     where = a.source or a.url or (Path(a.path).name if a.path else "")
-    return [a.title or a.id, display_date(a.published), where, str(a.chunks)]
+    return [printable(a.title or a.id), display_date(a.published), printable(where),
+            str(a.chunks)]
