@@ -10,10 +10,14 @@ so a kill lands mid-embedding as it would with a model) or the real all-MiniLM-L
 (`--embedder real`). Either way it is wrapped to log a hash of every text it starts to
 embed, so "redone" is exact: texts a killed run started that a later run embedded again.
 
-Between runs articles are added, changed and removed. After every run the index is
-opened and checked: it loads, the store passes SQLite's integrity check, FAISS and BM25
-hold exactly the live chunks, no chunk or content is live twice, and it holds exactly the
-state before the run or the one the run was writing (that one, if it exited 0).
+Between runs articles are added, changed and removed, and now and then the corpus folder
+is renamed (the next sync is given the new name). Throughout, a reader process
+(bench/kill_reader.py) keeps the index open, searching and opening every hit's article:
+its errors are counted. After every run the index is opened and checked: it loads, the
+store passes SQLite's integrity check, FAISS and BM25 hold exactly the live chunks, no
+chunk or content is live twice, and it holds exactly the state before the run or the one
+the run was writing (that one, if it exited 0, with every stored path a file in the
+folder given).
 `--resume-at F` instead kills one build when it has started the fraction F of its
 embedding work (texts; counted beforehand with the fake embedder), re-runs it, and reports
 how much the re-run embedded again.
@@ -145,6 +149,16 @@ def expected(corpus: Path, embedder: object) -> State:
     return out
 
 
+def stale_paths(index: Path, corpus: Path) -> int:
+    """Live articles whose stored path is not a file in `corpus` (a sync must follow it)."""
+    db = sqlite3.connect(f"file:{index / 'store.sqlite'}?mode=ro", uri=True)
+    try:
+        paths = [r[0] for r in db.execute("SELECT path FROM articles WHERE deleted IS NULL")]
+    finally:
+        db.close()
+    return sum(not (p and Path(p).is_file() and Path(p).parent == corpus) for p in paths)
+
+
 # -- running -------------------------------------------------------------------------------
 class Runner:
     def __init__(self, work: Path, fake: bool, ms: float) -> None:
@@ -203,22 +217,29 @@ def mutate(rng: random.Random, corpus: Path, pool: list[str], revs: dict[int, in
 
 def kill_loop(args: argparse.Namespace, work: Path, emb: object, pool: list[str]) -> dict:
     rng = random.Random(args.seed)
-    corpus, index = work / "corpus", work / "index"
+    corpus, index = work / "corpus-0", work / "index"
     corpus.mkdir()
     for i in range(len(pool) // 2):
         (corpus / f"a{i:05d}.txt").write_text(pool[i], encoding="utf-8")
     runner = Runner(work, args.embedder == "fake", args.fake_ms)
     revs: dict[int, int] = {}
-    cmd = ["index", str(corpus), "--index", str(index), "--sync"]
     totals = {"runs": 0, "killed": 0, "completed": 0, "corrupt": 0, "lost": 0,
-              "duplicated": 0, "wrong_state": 0, "started_then_killed": 0, "redone": 0,
-              "embedded": 0}
+              "duplicated": 0, "wrong_state": 0, "stale_paths": 0, "renames": 0,
+              "started_then_killed": 0, "redone": 0, "embedded": 0}
     current: State = {}
     span = None
     killed_texts: set[str] = set()
     log_lines = []
+    from kill_reader import start_reader
+
+    reader = start_reader(index, work / "stop-reader")
     while totals["killed"] < args.kills:
         what = mutate(rng, corpus, pool, revs, args.scifact == 0) if totals["runs"] else "first"
+        if totals["runs"] and rng.random() < args.rename:  # the folder moves between runs
+            corpus = corpus.rename(work / f"corpus-{totals['runs']}")
+            totals["renames"] += 1
+            what += ", folder renamed"
+        cmd = ["index", str(corpus), "--index", str(index), "--sync"]
         target = expected(corpus, emb)
         proc, log, started, _err = runner.start(cmd)
         started.wait(600)
@@ -249,6 +270,7 @@ def kill_loop(args: argparse.Namespace, work: Path, emb: object, pool: list[str]
         if rc in (0, 3):
             totals["lost"] += len(set(target) - set(state))
             totals["duplicated"] += len(set(state) - set(target))
+            totals["stale_paths"] += stale_paths(index, corpus)
             if state != target:
                 totals["wrong_state"] += 1
         elif state not in (current, target):
@@ -259,13 +281,18 @@ def kill_loop(args: argparse.Namespace, work: Path, emb: object, pool: list[str]
                          f"{problems if problems else 'OK'}")
         print(log_lines[-1], flush=True)
     # A last full run: everything there, nothing twice.
-    proc, log, _, _ = runner.start(cmd)
+    proc, log, _, _ = runner.start(["index", str(corpus), "--index", str(index), "--sync"])
     rc = proc.wait()
     state, problems = check(index, emb)
     target = expected(corpus, emb)
     totals["lost"] += len(set(target) - set(state))
     totals["duplicated"] += len(set(state) - set(target))
+    totals["stale_paths"] += stale_paths(index, corpus)
     totals["corrupt"] += bool(problems)
+    (work / "stop-reader").touch()
+    out, _ = reader.communicate(timeout=120)
+    seen = json.loads(out.strip().splitlines()[-1])
+    totals.update({f"reader_{k}": v for k, v in seen.items()})
     done = set(texts(log))
     totals["redone"] += len(killed_texts & done)
     totals["final_run_rc"] = rc
@@ -319,51 +346,6 @@ def rebuild_races(args: argparse.Namespace, work: Path, emb: object, pool: list[
     return out
 
 
-def resume_at(args: argparse.Namespace, work: Path, pool: list[str]) -> dict:
-    """Kill one build when it has started `args.resume_at` of its embedding work, re-run
-    it, and count what the re-run embedded again. The whole build's work is counted first
-    with the fake embedder (no model time): chunks and sentences are the same texts."""
-    corpus, index = work / "corpus", work / "index"
-    corpus.mkdir()
-    for i, text in enumerate(pool):
-        (corpus / f"a{i:05d}.txt").write_text(text, encoding="utf-8")
-    counter = Runner(work, True, 0.0)
-    proc, log0, _, _ = counter.start(["index", str(corpus), "--index", str(work / "count"), "-q"])
-    proc.wait()
-    whole = len(texts(log0))
-    runner = Runner(work, args.embedder == "fake", args.fake_ms)
-    t0 = time.monotonic()
-    proc, log, _, _ = runner.start(["index", str(corpus), "--index", str(index), "-q"],
-                                   kill_after=int(whole * args.resume_at))
-    killed_rc = proc.wait()
-    killed_s = time.monotonic() - t0
-    first = texts(log)
-    t0 = time.monotonic()
-    proc, log2, _, err2 = runner.start(["index", str(corpus), "--index", str(index), "-q"])
-    rc = proc.wait()
-    second = texts(log2)
-    redone = set(first) & set(second)
-    state, problems = check(index, embedder_for(args))
-    return {"articles": len(pool), "whole_build_texts": whole,
-            "killed_after_texts": int(whole * args.resume_at), "killed_rc": killed_rc,
-            "texts_started_before_kill": len(first), "texts_embedded_by_rerun": len(second),
-            "redone": len(redone),
-            "redone_share_of_killed_work": round(len(redone) / max(1, len(set(first))), 4),
-            "rerun_share_of_whole_build": round(len(second) / max(
-                1, len(set(first)) + len(set(second) - set(first))), 4),
-            "killed_run_s": round(killed_s, 1), "rerun_s": round(time.monotonic() - t0, 1),
-            "rerun_rc": rc, "articles_indexed": len(state), "problems": problems,
-            "rerun_stdout": b"".join(err2).decode(errors="replace")[-300:]}
-
-
-def embedder_for(args: argparse.Namespace) -> object:
-    if args.embedder == "fake":
-        from fakes import FakeEmbedder
-        return FakeEmbedder()
-    from rag.embed.embedder import SentenceTransformerEmbedder
-    return SentenceTransformerEmbedder(threads=1)
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--kills", type=int, default=25)
@@ -376,9 +358,13 @@ def main() -> int:
     p.add_argument("--scifact", type=int, default=0, help="use N SciFact abstracts instead")
     p.add_argument("--resume-at", type=float, help="only: kill one build at this progress")
     p.add_argument("--seed", type=int, default=16)
+    p.add_argument("--rename", type=float, default=0.3,
+                   help="chance that the corpus folder is renamed before a run")
     p.add_argument("--json", help="write the figures here")
     p.add_argument("--keep", action="store_true", help="keep the work folder")
     args = p.parse_args()
+    from kill_resume import embedder_for, resume_at  # bench/ is on the path (a script)
+
     if args.scifact and not SCIFACT.exists():
         print(f"no SciFact at {SCIFACT}; skipped", file=sys.stderr)
         return 0
