@@ -28,6 +28,9 @@ _EXPORTS = {
     "Embedder": "embed.embedder",
     "SentenceTransformerEmbedder": "embed.embedder",
     "OpenAICompatible": "answering.llm",
+    "Reader": "answering.reader",
+    "Reading": "answering.reader",
+    "Span": "answering.reader",
     "answer": "answering.answer",
     "answer_stream": "answering.answer",
     "RagError": "errors",
@@ -35,13 +38,14 @@ _EXPORTS = {
 
 __all__ = [
     "Answer", "Article", "ChunkSpec", "Citation", "Embedder", "Filters", "Hit", "Index", "IndexReport",
-    "IndexStats", "OpenAICompatible", "RagError", "SentenceTransformerEmbedder", "Skipped",
-    "answer", "answer_stream",
+    "IndexStats", "OpenAICompatible", "RagError", "Reader", "Reading", "SentenceTransformerEmbedder",
+    "Skipped", "Span", "answer", "answer_stream",
 ]
 
 if TYPE_CHECKING:
     from rag.answering.answer import answer, answer_stream
     from rag.answering.llm import OpenAICompatible
+    from rag.answering.reader import Reader, Reading, Span
     from rag.embed.embedder import Embedder, SentenceTransformerEmbedder
     from rag.errors import RagError
     from rag.index.facade import Index, IndexReport, IndexStats

@@ -23,6 +23,7 @@ from rag.terminal import (
     remove_articles,
     why_fewer,
 )
+from rag.training.cli import add_train_arguments
 
 if TYPE_CHECKING:
     from rag.embed.embedder import Embedder
@@ -216,12 +217,28 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.suite == "reader":
+        from rag.eval.reader_bench import bench_reader, print_reader
+
+        result = bench_reader(args.dev or args.data, limit=args.limit or 0, model=args.reader,
+                              progress=sys.stderr.isatty())
+        print_reader(result)
+        if args.json_out:
+            with open(args.json_out, "w", encoding="utf-8") as fh:
+                json.dump(result, fh, indent=1)
+        return EXIT_OK
     from rag.eval.benchmarks import run_bench
 
     run_bench(args.suite, args.data, index=args.index, json_out=args.json_out,
               report=args.report, mode=args.mode, threads=args.threads,
               progress=sys.stderr.isatty())
     return EXIT_OK
+
+
+def cmd_train_reader(args: argparse.Namespace) -> int:
+    from rag.training.cli import train_reader
+
+    return train_reader(args)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -315,20 +332,30 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", dest="json_out", help="write the metrics JSON here")
     sp.add_argument("--report", help="write a Markdown report with plots into this folder")
     sp.add_argument("--features", action="store_true",
-                    help="record each question's abstention features (for rag.eval.fit)")
+                    help="record each question's refusal inputs (reader margin, cosine)")
     # Without --index, eval builds its own index in the temp dir (never the product's).
     sp.set_defaults(func=cmd_eval, index=None)
 
     sp = sub.add_parser("bench", help="public benchmarks (BEIR, SQuAD 2.0)")
-    sp.add_argument("suite", choices=["beir", "squad"])
+    sp.add_argument("suite", choices=["beir", "squad", "reader"],
+                    help="beir: retrieval on BEIR SciFact; squad: open-setting answers on "
+                    "SQuAD2-500; reader: the reader alone, gold paragraph given, on SQuAD 2.0 dev")
     sp.add_argument("data", nargs="?",
                     help="BEIR folder or SQuAD qa.jsonl (default: the copy in ../shared/datasets)")
+    sp.add_argument("--dev", help="reader: SQuAD 2.0 dev JSONL (default: "
+                    "../shared/datasets/squad/dev-v2.0.jsonl)")
+    sp.add_argument("--limit", type=int, help="reader: an even sample of N questions")
+    sp.add_argument("--reader", help="reader: model folder (default: the shipped reader)")
     sp.add_argument("--index", help="index folder (default: a temporary folder)")
     sp.add_argument("--json", dest="json_out", help="write the figures JSON here")
     sp.add_argument("--report", help="write a Markdown report with plots into this folder")
     sp.add_argument("--mode", default="hybrid", choices=SEARCH_MODES)
     sp.add_argument("--threads", type=int)
     sp.set_defaults(func=cmd_bench)
+
+    sp = sub.add_parser("train-reader", help="train the reader model (needs torch; hours on a CPU)")
+    add_train_arguments(sp)
+    sp.set_defaults(func=cmd_train_reader)
 
     sp = sub.add_parser("serve", help="the chat in the browser (Gradio)")
     add_serve_arguments(sp)

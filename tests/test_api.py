@@ -8,8 +8,8 @@ import rag
 def test_public_surface_is_what_we_mean():
     assert rag.__all__ == sorted([
         "Answer", "Article", "ChunkSpec", "Citation", "Embedder", "Hit", "Index", "IndexReport",
-        "IndexStats", "OpenAICompatible", "RagError", "SentenceTransformerEmbedder", "Filters", "Skipped",
-        "answer", "answer_stream",
+        "IndexStats", "OpenAICompatible", "RagError", "Reader", "Reading", "SentenceTransformerEmbedder",
+        "Filters", "Skipped", "Span", "answer", "answer_stream",
     ])
     for name in rag.__all__:
         assert getattr(rag, name) is not None

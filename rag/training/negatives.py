@@ -1,0 +1,203 @@
+"""Training examples for the reader: SQuAD 1.1 questions plus the negatives we build.
+
+SQuAD 1.1 has no unanswerable questions, so every "no answer" the reader learns comes from
+here. Two families, both drawn from the same article so that the passage stays on topic:
+
+- *missing topic* (most unanswerable news questions): the question with another paragraph
+  of its article, or with its own paragraph minus the sentence that holds the answer;
+- *edited question* (what SQuAD 2.0's unanswerables look like): the question with one
+  detail changed so its own paragraph no longer answers it: an entity, number or year
+  swapped for another of the same article that the paragraph lacks, a negation, or an
+  antonym.
+
+Pure functions on plain data; torch is never imported here.
+
+>>> ex = Example("q1", "t", "Paris is in France.", "Where is Paris?", 12, "France")
+>>> ex.context[ex.answer_start:ex.answer_start + len(ex.answer_text)]
+'France'
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from rag.errors import InputError
+
+# The share of each kind in a training stream. Chosen for SQuAD 2.0's half-unanswerable
+# mix, leaning on edited questions because easy negatives alone left the best-threshold
+# F1 near 59 (../shared/READER_NOTES.md).
+MIX = {"answer": 0.55, "edit": 0.25, "other_paragraph": 0.10, "minus_sentence": 0.10}
+HOLDOUT_TITLES = 12  # articles kept out of training: the threshold and checkpoint scores
+
+_SENTENCE = re.compile(r"[^.!?]+(?:[.!?]+[\"')\]]*\s*|$)")
+_YEAR = re.compile(r"\b1[0-9]{3}\b|\b20[0-9]{2}\b")
+_NUMBER = re.compile(r"\b\d[\d,.]*\b")
+_NAME = re.compile(r"\b[A-Z][a-zA-Z'’-]+(?:\s+(?:of\s+|the\s+|de\s+)?[A-Z][a-zA-Z'’-]+)*")
+_AUX = re.compile(r"\b(is|was|are|were|did|does|do|can|could|has|had|have|will|would|should)\b")
+_QWORDS = {"What", "Which", "Who", "Whom", "Whose", "When", "Where", "Why", "How", "In",
+           "On", "At", "The", "A", "An", "During", "After", "Before", "According", "By",
+           "For", "From", "To", "Of", "If", "Along", "Besides", "Other", "Since", "As"}
+_ANTONYMS = {
+    "first": "last", "last": "first", "largest": "smallest", "smallest": "largest",
+    "most": "least", "least": "most", "before": "after", "after": "before",
+    "earliest": "latest", "latest": "earliest", "highest": "lowest", "lowest": "highest",
+    "north": "south", "south": "north", "east": "west", "west": "east",
+    "increase": "decrease", "decrease": "increase", "won": "lost", "lost": "won",
+    "oldest": "newest", "newest": "oldest", "longest": "shortest", "shortest": "longest",
+    "biggest": "smallest", "best": "worst", "worst": "best", "more": "fewer",
+    "older": "younger", "younger": "older", "start": "end", "began": "ended",
+    "beginning": "end", "maximum": "minimum", "minimum": "maximum", "top": "bottom",
+}
+
+
+@dataclass(frozen=True)
+class Example:
+    """One question and one passage; `answer_start` is -1 when the passage does not answer."""
+
+    id: str
+    title: str
+    context: str
+    question: str
+    answer_start: int
+    answer_text: str
+    kind: str = "answer"
+
+    @property
+    def answerable(self) -> bool:
+        return self.answer_start >= 0
+
+
+def load_squad(path: str | Path) -> list[Example]:
+    """SQuAD JSON Lines (`id, title, context, question, answers, is_impossible`) as examples."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"no SQuAD file at {p}: pass --data with the folder that holds it")
+    out = []
+    with p.open(encoding="utf-8") as fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            texts, starts = row["answers"]["text"], row["answers"]["answer_start"]
+            if row.get("is_impossible") or not texts:
+                out.append(Example(row["id"], row["title"], row["context"], row["question"], -1, ""))
+            else:
+                out.append(Example(row["id"], row["title"], row["context"], row["question"],
+                                   int(starts[0]), texts[0]))
+    return out
+
+
+def split_holdout(examples: Sequence[Example], titles: int = HOLDOUT_TITLES,
+                  seed: int = 13) -> tuple[list[Example], list[Example]]:
+    """(train, held-out): whole articles are held out, so no paragraph is seen by both."""
+    names = sorted({e.title for e in examples})
+    held = set(random.Random(seed).sample(names, min(titles, max(len(names) - 1, 0))))
+    return ([e for e in examples if e.title not in held], [e for e in examples if e.title in held])
+
+
+def sentence_bounds(text: str) -> list[tuple[int, int]]:
+    """Character spans of a passage's sentences (a plain splitter: the training data is prose).
+
+    >>> sentence_bounds("One. Two!")
+    [(0, 5), (5, 9)]
+    """
+    return [(m.start(), m.end()) for m in _SENTENCE.finditer(text) if m.group().strip()]
+
+
+def minus_answer_sentence(ex: Example) -> Example | None:
+    """The passage without the sentence(s) holding the answer, or None if nothing would remain."""
+    end = ex.answer_start + len(ex.answer_text)
+    kept = [ex.context[a:b] for a, b in sentence_bounds(ex.context) if b <= ex.answer_start or a >= end]
+    rest = "".join(kept).strip()
+    if len(rest) < 40 or ex.answer_text.lower() in rest.lower():
+        return None
+    return replace(ex, id=ex.id + "-minus", context=rest, answer_start=-1, answer_text="",
+                   kind="minus_sentence")
+
+
+def _candidates(pattern: re.Pattern[str], texts: Iterable[str]) -> list[str]:
+    seen: dict[str, None] = {}
+    for t in texts:
+        for m in pattern.finditer(t):
+            word = m.group().strip(" ,.")
+            if word and word not in _QWORDS:
+                seen.setdefault(word, None)
+    return list(seen)
+
+
+def edit_question(ex: Example, article_texts: Sequence[str], rng: random.Random) -> Example | None:
+    """The question with one detail changed so that its own passage no longer answers it.
+
+    A year, number or name in the question becomes another from the same article that the
+    passage never mentions; failing that, an antonym or a negation. None if no edit applies.
+    """
+    q, ctx = ex.question, ex.context
+    low_ctx = ctx.lower()
+    edits: list[str] = []
+    for pattern in (_YEAR, _NUMBER, _NAME):
+        found = [w for w in _candidates(pattern, [q]) if w.lower() in low_ctx]
+        pool = [w for w in _candidates(pattern, article_texts)
+                if w.lower() not in low_ctx and w.lower() not in q.lower()]
+        if found and pool:
+            old = rng.choice(found)
+            edits.append(q.replace(old, rng.choice(pool), 1))
+    words = q.split()
+    for i, w in enumerate(words):
+        bare = w.strip("?,.").lower()
+        if bare in _ANTONYMS and _ANTONYMS[bare] not in low_ctx:
+            edits.append(" ".join([*words[:i], w.lower().replace(bare, _ANTONYMS[bare]), *words[i + 1:]]))
+            break
+    aux = _AUX.search(q)
+    if aux and " not " not in q and "n't" not in q:
+        edits.append(q[:aux.end()] + " not" + q[aux.end():])
+    if not edits:
+        return None
+    # Names and numbers first: a negation is the weakest edit (the passage may still answer).
+    choice = edits[0] if len(edits) == 1 or rng.random() < 0.7 else rng.choice(edits)
+    return replace(ex, id=ex.id + "-edit", question=choice, answer_start=-1, answer_text="",
+                   kind="edit")
+
+
+def other_paragraph(ex: Example, paragraphs: Sequence[str], rng: random.Random) -> Example | None:
+    """The question with another paragraph of its article that does not contain the answer."""
+    pool = [p for p in paragraphs if p != ex.context and ex.answer_text.lower() not in p.lower()]
+    if not pool:
+        return None
+    return replace(ex, id=ex.id + "-other", context=rng.choice(pool), answer_start=-1,
+                   answer_text="", kind="other_paragraph")
+
+
+def training_stream(examples: Sequence[Example], seed: int = 0,
+                    mix: dict[str, float] | None = None) -> list[Example]:
+    """A shuffled list with each question once, turned into the kind that `mix` draws.
+
+    Deterministic for a seed, so a resumed run sees exactly the examples it would have.
+    """
+    mix = mix or MIX
+    rng = random.Random(seed)
+    by_title: dict[str, list[str]] = defaultdict(list)
+    for e in examples:
+        if not by_title[e.title] or by_title[e.title][-1] != e.context:
+            by_title[e.title].append(e.context)
+    paragraphs = {t: list(dict.fromkeys(ps)) for t, ps in by_title.items()}
+    order = list(examples)
+    rng.shuffle(order)
+    kinds, weights = zip(*mix.items())
+    out = []
+    for ex in order:
+        kind = rng.choices(kinds, weights)[0]
+        made: Example | None = ex
+        if kind == "edit":
+            made = edit_question(ex, paragraphs[ex.title], rng)
+        elif kind == "other_paragraph":
+            made = other_paragraph(ex, paragraphs[ex.title], rng)
+        elif kind == "minus_sentence":
+            made = minus_answer_sentence(ex)
+        out.append(made or ex)
+    return out
