@@ -1,11 +1,13 @@
 """Ingestion benchmark: index a corpus end to end beside the embedder's own rate on the same work.
 
     python bench/ingest.py [--corpus FILE.jsonl] [--limit N] [--backend onnx|torch] [--threads N]
+        [--sentences]
 
 Indexes the corpus (or its first `--limit` articles) into a temporary folder and prints
 articles, chunks, characters, wall seconds, chunks/s end to end, and the embedder's own
-rate: the same texts (chunks and sentences, exactly as the index embedded them, at the
-same precision and batching) timed inside the embedder's calls. End to end / own rate
+rate: the same texts (chunks, and with `--sentences` every sentence alone, exactly as the
+index embedded them, at the same precision and batching) timed inside the embedder's
+calls; and the seconds of each stage of the build (read/chunk, embed, store, search files). End to end / own rate
 is the share of the wall time the hardware spent embedding. Also peak RSS and search
 latency p50/p95 over the corpus's queries (a `queries.jsonl` beside it).
 Skips with a message when the corpus is absent (it is not shipped with the product).
@@ -65,6 +67,8 @@ def main() -> int:
                    help="e.g. add +int8 for the quantized ONNX model")
     p.add_argument("--threads", type=int)
     p.add_argument("--keep", type=Path, help="build the index here and keep it")
+    p.add_argument("--sentences", action="store_true",
+                   help="also store sentence vectors (rag index --sentences; off by default)")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="no progress lines on stderr (a whole news-dev build takes ~20 min)")
     args = p.parse_args()
@@ -85,7 +89,8 @@ def main() -> int:
                 corpus.write_text("".join(islice(src, args.limit)))
         where = args.keep or Path(tmp) / "index"
         t0 = time.perf_counter()
-        idx = Index.build([corpus], path=where, embedder=embedder, progress=not args.quiet)
+        idx = Index.build([corpus], path=where, embedder=embedder, progress=not args.quiet,
+                          sentences=args.sentences)
         wall = time.perf_counter() - t0
         rep = idx.last_report
         assert rep is not None
@@ -106,8 +111,10 @@ def main() -> int:
                      f"(threads {getattr(embedder.inner, 'threads', None) or 'auto'})"),
         ("articles", f"{rep.articles}"), ("article characters", f"{chars:,}"),
         ("chunks", f"{rep.chunks}"),
-        ("texts embedded (chunks + sentences)", f"{embedder.texts} ({embedder.chars:,} chars)"),
+        ("texts embedded (chunks" + (" + sentences)" if args.sentences else ")"),
+         f"{embedder.texts} ({embedder.chars:,} chars)"),
         ("wall seconds", f"{wall:.1f}"), ("seconds inside embed()", f"{embedder.seconds:.1f}"),
+        ("seconds per stage", rep.stages.summary()),
         ("chunks/s end to end", f"{rep.chunks / wall:.1f}"),
         ("chunks/s embedder alone (same texts)", f"{own:.1f}"),
         ("end to end / embedder alone", f"{embedder.seconds / wall:.0%}"),

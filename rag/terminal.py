@@ -116,6 +116,20 @@ def why_fewer(idx: Any, found: int, k: int, filters: Any, mode: str) -> str | No
             "for more")
 
 
+def index_summary(report: Any) -> str:
+    """`rag index`'s last line: what changed, what the index holds, the seconds in all and
+    per stage (`rag.index.progress.Stages`)."""
+    moved = f"{report.moved} moved (re-pointed, not embedded again), " if report.moved else ""
+    return (f"{report.added} added, {report.updated} updated, {report.removed} removed, {moved}"
+            f"{report.unchanged} unchanged, {len(report.skipped)} skipped; "
+            f"{report.chunks_added} chunks embedded; index holds {report.articles} articles, "
+            f"{report.chunks} chunks ({report.seconds:.1f} s: {report.stages.summary()})"
+            + (f"; {report.reused} vectors reused from the vector cache, not embedded again"
+               if report.reused else "")
+            + (f"; {report.kept} articles kept: their files could not be checked"
+               if report.kept else ""))
+
+
 def confirm(question: str) -> bool:
     """Ask `question` on the terminal; True on yes. Never call it unless stdin is a tty."""
     try:

@@ -658,8 +658,8 @@ def test_a_killed_run_resumes_without_embedding_again(tmp_path: Path,
     r = run([*cmd, str(clean)], RAG_TEST_LOG=str(tmp_path / "clean.log"))
     assert r.returncode == 0, r.stderr
     total = embedded(tmp_path / "clean.log")
-    # Each batch is two calls (chunks, then the answerer's sentences): call 5 starts batch 3.
-    r = run([*cmd, str(index)], RAG_TEST_LOG=str(tmp_path / "killed.log"), RAG_TEST_KILL_AT="5")
+    # Each batch is one call (the index stores no sentence vectors): call 3 starts batch 3.
+    r = run([*cmd, str(index)], RAG_TEST_LOG=str(tmp_path / "killed.log"), RAG_TEST_KILL_AT="3")
     assert r.returncode == -signal.SIGKILL
     before_kill = embedded(tmp_path / "killed.log")
     assert 0 < before_kill < total

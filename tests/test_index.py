@@ -257,6 +257,6 @@ def test_progress_reaches_the_end_only_when_everything_is_embedded(tmp_path):
                       progress=lambda done, total, name: seen.append((done, total,
                                                                      Counting.embedded)))
     assert [d for d, _, _ in seen] == list(range(1, 32)) and {t for _, t, _ in seen} == {31}
-    # 100% means every chunk is embedded, and every sentence stored for the answerer.
+    # 100% means every chunk is embedded (and every sentence, where the index stores them).
     sentences = sum(len(r[0]) // 8 for r in idx.store.db.execute("SELECT spans FROM sentences"))
     assert seen[-1][2] == idx.stats().chunks + sentences

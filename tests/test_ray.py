@@ -132,10 +132,28 @@ def test_ray_sync_update_and_bad_files(tmp_path: Path, ray_local: object) -> Non
     assert dump(tmp_path / "ray")[:2] == dump(tmp_path / "local")[:2]
 
 
+def test_ray_keeps_the_index_choice_of_sentence_vectors(tmp_path: Path, ray_local: object) -> None:
+    """Without sentence vectors (the default) the actors embed only chunks; an index
+    built with them gets them from Ray exactly as from the local path."""
+    from rag.scale.ray_ingest import RayPipeline
+
+    docs = corpus(tmp_path / "docs", 3)
+    for on in (False, True):
+        Index.build([docs], path=tmp_path / f"local{on}", embedder=FakeEmbedder(),
+                    progress=False, sentences=on)
+        idx = Index.open(tmp_path / f"ray{on}", embedder=FakeEmbedder(), sentences=on)
+        r = idx.add([docs], pipeline=RayPipeline(), progress=False)
+        assert r.added == 3
+        here, there = dump(tmp_path / f"local{on}"), dump(tmp_path / f"ray{on}")
+        assert there[:2] == here[:2]
+        assert {c[-1] for c in there[1]} == {on}  # every chunk has sentences, or none has
+
+
 def test_sharded_search_equals_one_index(tmp_path: Path) -> None:
     """4 exact shards and 1 exact index over the same chunks: the same top 10, and BM25
     scores bit for bit (corpus-wide statistics)."""
-    from rag.scale.shards import ShardedLexical, ShardedVectors, reshard
+    from rag.index.derived import reshard
+    from rag.index.shards import ShardedLexical, ShardedVectors
 
     docs = tmp_path / "docs"
     for i in range(40):
@@ -166,7 +184,7 @@ def test_sharded_search_equals_one_index(tmp_path: Path) -> None:
 
 def test_answer_on_sharded_index(tmp_path: Path, fake: FakeEmbedder) -> None:
     from rag import answer
-    from rag.scale.shards import reshard
+    from rag.index.derived import reshard
 
     idx = Index.build([corpus(tmp_path / "docs")], path=tmp_path / "index", embedder=fake,
                       kind="flat", progress=False)

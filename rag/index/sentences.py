@@ -1,10 +1,14 @@
-"""Sentence vectors stored at index time, so that an answer costs one query embedding.
+"""Sentence vectors stored at index time, where an index is built to keep them.
 
-The extractive answerer scores the sentences of the top passages by meaning; embedding a
-dozen of them per question was most of an answer's time. Each article's sentences are
-embedded once when it is indexed and stored with the chunk that first holds them whole,
-in the same SQLite transaction as the chunk (chunk ids are never reused, so a stored
-sentence can never point into another version of an article).
+The extractive answerer once scored the sentences of the top passages by meaning, and
+embedding a dozen of them per question was most of an answer's time; so each article's
+sentences were embedded once when it was indexed and stored with the chunk that first
+holds them whole, in the same SQLite transaction as the chunk (chunk ids are never
+reused, so a stored sentence can never point into another version of an article).
+Answers now come from the reader, which reads passages, not sentence vectors, and the
+sentences added 83 % to indexing time: an index stores them only when built with
+`rag index --sentences` (`Index.open(..., sentences=True)`). The choice is recorded in
+the store's meta and the manifest, and every later write of the index keeps it.
 
 Vectors are stored as int8 with one float32 scale per sentence: 384 + 4 bytes, plus 8 for
 the span. Measured on news-dev (1,623 articles, 27k chunks): cosine of the int8 vector to
@@ -38,6 +42,19 @@ SENTENCE_CHARS = 300
 _INT8_MAX = 127.0
 
 SentenceKey = tuple[str, int, int]  # (article id, start, end) in article offsets
+
+
+def recorded(meta: Mapping[str, str]) -> bool:
+    """Whether the index whose store meta is `meta` stores sentence vectors: its recorded
+    choice; an index written before the choice was recorded stores them where it has any
+    (the first stored block records `sentence_chars`), as it did when it was written.
+
+    >>> recorded({"sentences": "0"}), recorded({"sentence_chars": "300"}), recorded({})
+    (False, True, False)
+    """
+    if "sentences" in meta:
+        return meta["sentences"] == "1"
+    return "sentence_chars" in meta
 
 
 class SentenceVectors(Protocol):
