@@ -1,20 +1,76 @@
-"""Hybrid retrieval: dense (FAISS) and BM25 candidates fused into one list of `Hit`s."""
+"""Hybrid retrieval: dense (FAISS) and BM25 candidates fused into one list of `Hit`s.
+
+What it searches is handed in, described by the protocols below: `Index.search` hands it
+its FAISS vectors, BM25 and store (`rag.index`), or their shards. So `retrieve` imports
+no index module, and the index imports it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
 from rag.errors import InputError
-from rag.index.lexical import Lexical
-from rag.index.store import Store
-from rag.index.vectors import Vectors
 from rag.options import SearchMode
 from rag.results import Hit
 
 METHODS = ("convex", "rrf")
+
+
+class Dense(Protocol):
+    """Nearest chunks by inner product (`rag.index.vectors.Vectors`, or its shards)."""
+
+    def search(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, chunk ids) of the `k` nearest, best first, among `allowed` ids."""
+        ...
+
+
+class Lexical(Protocol):
+    """BM25 over chunks (`rag.index.lexical.Lexical`, or its shards)."""
+
+    @property
+    def ids(self) -> np.ndarray:
+        """Each row's chunk id, ascending."""
+        ...
+
+    def scores(self, query: str) -> np.ndarray:
+        """The BM25 score of every row (0 where no term matched)."""
+        ...
+
+
+class Row(Protocol):
+    """A stored chunk with its article's metadata (`rag.index.store.StoredChunk`)."""
+
+    @property
+    def article_id(self) -> str: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def published(self) -> str | None: ...
+    @property
+    def source(self) -> str | None: ...
+    @property
+    def url(self) -> str | None: ...
+    @property
+    def path(self) -> str | None: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def start(self) -> int: ...
+    @property
+    def end(self) -> int: ...
+
+
+class Chunks(Protocol):
+    """Stored chunks and their vectors by chunk id (`rag.index.store.Store`)."""
+
+    def chunks(self, ids: Sequence[int]) -> Mapping[int, Row]: ...
+
+    def vectors(self, ids: Sequence[int], dim: int) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -102,9 +158,9 @@ def search(
     query: str,
     qvec: np.ndarray,
     *,
-    vectors: Vectors,
+    vectors: Dense,
     lexical: Lexical,
-    store: Store,
+    store: Chunks,
     dim: int,
     k: int = 5,
     mode: SearchMode = "hybrid",
@@ -152,7 +208,7 @@ def search(
 
 def _convex_candidates(
     ranked: dict[str, np.ndarray], qvec: np.ndarray, lexical: Lexical, lex_scores: np.ndarray,
-    store: Store, dim: int, fusion: Fusion,
+    store: Chunks, dim: int, fusion: Fusion,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(candidate chunk ids, convex scores) for the union of the `ranked` id lists.
 

@@ -10,9 +10,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Protocol
 
-from rag.index.store import Store
 from rag.results import Hit
+
+
+class ArticleText(Protocol):
+    """The article text around a chunk (`rag.index.store.Store`, which `Index.search` hands in)."""
+
+    def neighbor_spans(self, chunk_id: int, n: int) -> list[tuple[int, int]]:
+        """(start, end) of the chunks within `n` positions of `chunk_id` in its article."""
+        ...
+
+    def article_slice(self, article_id: str, start: int, end: int) -> str | None:
+        """`article.text[start:end]`, or None where the article is gone."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -31,7 +43,7 @@ class PassageSpec:
     same_story: float | None = None
 
 
-def passages(hits: Sequence[Hit], store: Store, k: int, spec: PassageSpec = PassageSpec()
+def passages(hits: Sequence[Hit], store: ArticleText, k: int, spec: PassageSpec = PassageSpec()
              ) -> list[Hit]:
     """The best `k` distinct passages from ranked chunk `hits` (best first).
 
@@ -110,7 +122,7 @@ def _overlap(a: frozenset[str], b: frozenset[str]) -> float:
     return len(a & b) / min(len(a), len(b)) if a and b else 0.0
 
 
-def _widened(p: Hit, store: Store, spec: PassageSpec) -> Hit:
+def _widened(p: Hit, store: ArticleText, spec: PassageSpec) -> Hit:
     if spec.neighbors <= 0:
         return p
     start, end = p.start, p.end
@@ -132,7 +144,7 @@ def _split(q: Hit, q_core: tuple[int, int], p: Hit, p_core: tuple[int, int]) -> 
     return replace(q, start=max(q.start, cut)), replace(p, end=min(p.end, cut))
 
 
-def _with_text(p: Hit, store: Store, chunk: Hit) -> Hit:
+def _with_text(p: Hit, store: ArticleText, chunk: Hit) -> Hit:
     """The passage's text from the article row, trimmed of surrounding whitespace.
 
     If the article was rewritten after this search's version (an update is being written
