@@ -175,15 +175,35 @@ class Lexical:
         self.k1, self.b = k1, b
         self.n_live = int(self.alive.sum())
         self.dead = len(self.ids) - self.n_live
-        total = int(self.lengths[self.alive].sum()) if self.dead else int(self.lengths.sum())
-        avgdl = total / self.n_live if self.n_live else 1.0
-        # Per-row length normalisation, the denominator's constant part for every term.
-        self._norm = (k1 * (1 - b + b * self.lengths / max(avgdl, 1e-9))).astype(np.float32)
+        self._norm = self.length_norms(self.live_length() / self.n_live if self.n_live else 1.0)
 
     @property
     def live_ids(self) -> np.ndarray:
         """Chunk ids of the rows not removed."""
         return self.ids[self.alive] if self.dead else self.ids
+
+    def live_length(self) -> int:
+        """Tokens in all the rows not removed."""
+        return int(self.lengths[self.alive].sum()) if self.dead else int(self.lengths.sum())
+
+    def length_norms(self, avgdl: float) -> np.ndarray:
+        """Each row's length normalisation, the denominator's constant part for every term,
+        in a corpus whose rows average `avgdl` tokens (this index's own, or all shards')."""
+        norms: np.ndarray = (self.k1 * (1 - self.b + self.b * self.lengths / max(avgdl, 1e-9))
+                             ).astype(np.float32)
+        return norms
+
+    def live_postings(self, term: str) -> tuple[np.ndarray, np.ndarray]:
+        """Row numbers and term frequencies of `term` in the rows not removed."""
+        got = [p for s in self.segments if (p := s.postings(term)) is not None]
+        if not got:
+            return np.zeros(0, np.int64), np.zeros(0, np.uint16)
+        rows = np.concatenate([r for r, _ in got]) if len(got) > 1 else got[0][0]
+        tf = np.concatenate([t for _, t in got]) if len(got) > 1 else got[0][1]
+        if self.dead:
+            live = self.alive[rows]
+            rows, tf = rows[live], tf[live]
+        return rows, tf
 
     # -- building ----------------------------------------------------------------------------
     @classmethod
@@ -280,24 +300,29 @@ class Lexical:
     # -- scoring -------------------------------------------------------------------------------
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every row for `query` (zeros where no term matched)."""
-        out = np.zeros(len(self.ids), dtype=np.float32)
-        if not self.n_live:
-            return out
-        tokens = tokenize([query])[0]
-        for term in dict.fromkeys(tokens):
-            got = [p for s in self.segments if (p := s.postings(term)) is not None]
-            if not got:
-                continue
-            rows = np.concatenate([r for r, _ in got]) if len(got) > 1 else got[0][0]
-            tf = np.concatenate([t for _, t in got]) if len(got) > 1 else got[0][1]
-            if self.dead:
-                live = self.alive[rows]
-                rows, tf = rows[live], tf[live]
-            df = len(rows)
-            if not df:
-                continue
-            # A repeated query term counts again, as in bm25s.
-            idf = np.log1p((self.n_live - df + 0.5) / (df + 0.5)) * tokens.count(term)
-            tf = tf.astype(np.float32)
-            out[rows] += np.float32(idf) * tf / (tf + self._norm[rows])
+        return bm25(query, [self], [self._norm], self.n_live)
+
+
+def bm25(query: str, parts: Sequence[Lexical], norms: Sequence[np.ndarray],
+         n_live: int) -> np.ndarray:
+    """BM25 score for `query` of every row of `parts` laid end to end (zeros where no term
+    matched), with each part's length normalisation `norms`, `n_live` live rows in all and
+    a term's document frequency summed over the parts: one index is one part, with its
+    own statistics; shards (`rag.index.shards`) score exactly as one index would."""
+    offsets = np.cumsum([0] + [len(p.ids) for p in parts])
+    out = np.zeros(int(offsets[-1]), dtype=np.float32)
+    if not n_live:
         return out
+    tokens = tokenize([query])[0]
+    for term in dict.fromkeys(tokens):
+        postings = [p.live_postings(term) for p in parts]
+        df = sum(len(rows) for rows, _ in postings)
+        if not df:
+            continue
+        # A repeated query term counts again, as in bm25s.
+        idf = np.float32(np.log1p((n_live - df + 0.5) / (df + 0.5)) * tokens.count(term))
+        for offset, norm, (rows, tf) in zip(offsets, norms, postings):
+            if len(rows):
+                tf = tf.astype(np.float32)
+                out[offset + rows] += idf * tf / (tf + norm[rows])
+    return out
