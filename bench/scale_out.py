@@ -84,7 +84,7 @@ def indexing(articles: int, work: Path) -> list[dict[str, Any]]:
 # -- 2. sharded search -----------------------------------------------------------------------
 def sharded(n: int, shards: int, kinds: list[str], n_queries: int,
             work: Path) -> list[dict[str, Any]]:
-    from rag.scale.shards import reshard
+    from rag.index.derived import reshard
 
     index = work / f"synthetic-{n}"
     shutil.rmtree(index, ignore_errors=True)

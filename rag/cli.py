@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
@@ -18,6 +17,7 @@ from rag.options import ANSWER_MODES, SEARCH_MODES, AnswerMode, Filters
 from rag.terminal import (
     SCORES_HELP,
     answer_json,
+    index_summary,
     print_answer,
     print_hits,
     remove_articles,
@@ -88,52 +88,28 @@ def cmd_index(args: argparse.Namespace) -> int:
         from rag.scale.ray_ingest import RayPipeline
 
         pipeline = RayPipeline(ray_address, actors=args.ray_actors)
+    # A bar redrawn on a terminal, a line every few seconds in a log (rag.index.progress).
+    progress = not args.quiet
     if args.rebuild:
         idx = Index.rebuild(args.paths, args.index, embedder=_embedder(args), chunking=spec,
-                            kind=args.kind, progress=_progress(args),
-                            follow_links=args.follow_links, pipeline=pipeline)
+                            kind=args.kind, progress=progress, follow_links=args.follow_links,
+                            pipeline=pipeline, sentences=args.sentences)
         report = idx.last_report
         assert report is not None
     else:
-        idx = Index.open(args.index, embedder=_embedder(args), chunking=spec, kind=args.kind)
-        report = idx.add(args.paths, sync=args.sync, progress=_progress(args),
+        idx = Index.open(args.index, embedder=_embedder(args), chunking=spec, kind=args.kind,
+                         sentences=args.sentences)
+        report = idx.add(args.paths, sync=args.sync, progress=progress,
                          follow_links=args.follow_links, pipeline=pipeline)
     if args.shards:
-        from rag.scale.shards import reshard
+        from rag.index.derived import reshard
 
         reshard(idx, args.shards)
     idx.close()
     for s in report.skipped:
         print(f"skipped {printable(s.path)}: {printable(s.reason)}", file=sys.stderr)
-    moved = f"{report.moved} moved (re-pointed, not embedded again), " if report.moved else ""
-    print(f"{report.added} added, {report.updated} updated, {report.removed} removed, {moved}"
-          f"{report.unchanged} unchanged, {len(report.skipped)} skipped; "
-          f"{report.chunks_added} chunks embedded; index holds {report.articles} articles, "
-          f"{report.chunks} chunks ({report.seconds:.1f} s)"
-          + (f"; {report.reused} vectors reused from the vector cache, not embedded again" if report.reused else "")
-          + (f"; {report.kept} articles kept: their files could not be checked" if report.kept
-             else ""), flush=True)  # a log shows it now, not at exit
+    print(index_summary(report), flush=True)  # a log shows it now, not at exit
     return EXIT_PARTIAL if report.skipped else EXIT_OK
-
-
-PROGRESS_EVERY_S = 10.0  # a progress line in a log this often (plus the first and last)
-
-
-def _progress(args: argparse.Namespace) -> Any:
-    """How `rag index` shows progress: a bar on a terminal, lines in a log, or nothing."""
-    if args.quiet:
-        return False
-    if sys.stderr.isatty():
-        return True
-    last = [0.0]
-
-    def line(done: int, total: int, name: str) -> None:
-        now = time.monotonic()
-        if done in (1, total) or now - last[0] >= PROGRESS_EVERY_S:
-            last[0] = now
-            print(f"indexing: {done} of {total} articles ({100 * done // max(total, 1)}%), "
-                  f"{printable(os.path.basename(name))}", file=sys.stderr, flush=True)
-    return line
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -206,7 +182,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
         print(f"{s.articles} articles, {s.chunks} chunks in {printable(s.path)} "
               f"({s.bytes_on_disk / 1e6:.1f} MB)"
               f"\nmodel {printable(s.model)} (dim {s.dim}), {s.kind} index, version {s.version}, "
-              f"chunks of {s.chunking['max_tokens']} tokens with {s.chunking['overlap_tokens']} overlap")
+              f"chunks of {s.chunking['max_tokens']} tokens with {s.chunking['overlap_tokens']} overlap"
+              + (", sentence vectors stored" if s.sentences else ""))
     return EXIT_OK
 
 
@@ -275,6 +252,9 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--overlap", type=int, help="overlap tokens between chunks (default 40)")
     sp.add_argument("--kind", default="auto", choices=["auto", "flat", "ivf", "hnsw"])
     sp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    sp.add_argument("--sentences", action=argparse.BooleanOptionalAction,
+                    help="also store every sentence's vector (a new index: default no; an "
+                    "index keeps its choice, --rebuild changes it); answers do not use them")
     sp.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                     help="read, chunk and embed on a Ray cluster (default ADDRESS: local, an "
                     "in-process Ray; also RAG_RAY_ADDRESS); needs pip install \".[scale]\"")

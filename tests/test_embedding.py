@@ -49,7 +49,7 @@ def test_idle_cores_are_read_from_the_machine() -> None:
     """The thread choice watches /proc/stat: a number of cores between none and all."""
     import os
 
-    from rag.embed.embedder import _idle_cores, available_threads
+    from rag.embed.runtime import _idle_cores, available_threads
 
     idle = _idle_cores(0.05)
     assert idle is not None and 0.0 <= idle <= (os.cpu_count() or 1) + 1e-9

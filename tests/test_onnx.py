@@ -18,7 +18,7 @@ from conftest import ROOT, SEED_ID, SEEDS, child_env
 
 from rag import Index, SentenceTransformerEmbedder
 from rag.embed.export import PARITY_MIN_COSINE, exported, model_key
-from rag.embed.onnx import INT8, OnnxEmbedder
+from rag.embed.onnx import INT8, OnnxEmbedder, run_file
 from rag.errors import ModelMismatchError
 
 pytestmark = pytest.mark.slow
@@ -79,9 +79,24 @@ def test_bulk_work_on_parallel_sessions_gives_the_same_vectors(model_copy, cache
     assert np.allclose(two.embed(texts[:3]), want[:3], atol=1e-5)
 
 
+def test_length_sorted_batches_give_each_text_its_own_vector(model_copy, cache, monkeypatch):
+    """A bulk call sorts its texts by length into batches (less padding) and puts the rows
+    back in the caller's order: each row is the vector the text gets embedded alone."""
+    monkeypatch.setenv("RAG_CACHE_DIR", str(cache))
+    from rag.embed.onnx import BATCH, BULK_MIN
+
+    # Long and short texts interleaved, so sorting really reorders them across batches.
+    texts = [TEXTS[n % len(TEXTS)][: 40 + 97 * n % 2500] + f" ({n})"
+             for n in range(max(BULK_MIN, 3 * BATCH))]
+    onnx = OnnxEmbedder(str(model_copy), threads=1)
+    together = onnx.embed(texts)
+    alone = np.concatenate([onnx.embed([t]) for t in texts])
+    assert np.allclose(together, alone, atol=1e-5)
+
+
 def test_a_changed_model_is_exported_again(model_copy, cache, monkeypatch, tmp_path):
     monkeypatch.setenv("RAG_CACHE_DIR", str(cache))
-    before = exported(model_copy, "copy")  # made by the parity test, or now
+    before = exported(model_copy, "copy", run=run_file)  # made by the parity test, or now
     changed = tmp_path / "changed"
     shutil.copytree(model_copy, changed)
     key = model_key(changed)
@@ -93,7 +108,7 @@ def test_a_changed_model_is_exported_again(model_copy, cache, monkeypatch, tmp_p
     weights[name] = weights[name] * np.float32(0.5)
     save_file(weights, str(changed / "model.safetensors"), metadata={"format": "pt"})
     assert model_key(changed) != key
-    after = exported(changed, "changed")
+    after = exported(changed, "changed", run=run_file)
     assert after != before and after.exists()
     new = OnnxEmbedder(str(changed)).embed(TEXTS[:2])
     old = OnnxEmbedder(str(model_copy)).embed(TEXTS[:2])
@@ -123,7 +138,8 @@ def test_an_int8_index_refuses_fp32_queries(model_copy, cache, monkeypatch, tmp_
 def test_a_killed_export_leaves_no_half_file(model_copy, tmp_path):
     cache = tmp_path / "cache"
     code = ("import sys; from pathlib import Path; from rag.embed.export import exported; "
-            "exported(Path(sys.argv[1]), 'copy')")
+            "from rag.embed.onnx import run_file; "
+            "exported(Path(sys.argv[1]), 'copy', run=run_file)")
     proc = subprocess.Popen([sys.executable, "-c", code, str(model_copy)], cwd=ROOT,
                             stderr=subprocess.PIPE, text=True,
                             env=child_env(RAG_CACHE_DIR=str(cache),

@@ -18,6 +18,7 @@ import os
 import tempfile
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,11 @@ CHECK_TEXTS = (
     "the ministry said air defences shot down both over the Crimean peninsula overnight.",
     " ".join(["A sentence long enough to be truncated at the model's limit."] * 40),
 )
+
+
+# Runs an ONNX file of a model folder on texts, giving unit rows: passed in by the
+# embedder (`rag.embed.onnx`), which this module does not import.
+RunFile = Callable[[Path, Path, Sequence[str]], np.ndarray]
 
 
 class ExportError(RagError):
@@ -65,9 +71,10 @@ def model_key(source: Path) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
-def exported(source: Path, name: str, *, int8: bool = False) -> Path:
+def exported(source: Path, name: str, *, run: RunFile, int8: bool = False) -> Path:
     """The ONNX file of the model at `source` (int8: dynamically quantized), exported now
-    if the cache has none for the model's current files."""
+    if the cache has none for the model's current files. `run` runs an ONNX file as the
+    embedder will (`rag.embed.onnx.run_file`): a new export is checked with it."""
     folder = cache_dir() / "onnx" / model_key(source)
     fp32 = folder / "model.onnx"
     final = folder / "model-int8.onnx" if int8 else fp32
@@ -80,7 +87,7 @@ def exported(source: Path, name: str, *, int8: bool = False) -> Path:
                           "a writable folder, or RAG_EMBED_BACKEND=torch") from e
     _remove_stale(folder)
     if not fp32.exists():
-        cosine = _export(source, name, fp32)
+        cosine = _export(source, name, fp32, run)
         _write_atomic(folder / "export.json", json.dumps(
             {"model": name, "source": str(source), "recipe": RECIPE, "min_cosine": cosine},
             indent=2).encode())
@@ -119,7 +126,7 @@ def _write_atomic(final: Path, data: bytes) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _export(source: Path, name: str, final: Path) -> float:
+def _export(source: Path, name: str, final: Path, run: RunFile) -> float:
     """Export with torch, check it against torch, publish it; returns the least cosine."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
@@ -164,7 +171,9 @@ def _export(source: Path, name: str, final: Path) -> float:
                               "token_type_ids": axes, "sentence_embedding": {0: "batch"}})
         reference = model.encode(list(CHECK_TEXTS), normalize_embeddings=True,
                                  convert_to_numpy=True)
-        cosine = _least_cosine(tmp, source, reference)
+        # The export run the way the embedder runs it, against torch's vectors.
+        got = run(tmp, source, list(CHECK_TEXTS))
+        cosine = float(np.min(np.sum(got * reference, axis=1)))
         if cosine < PARITY_MIN_COSINE:
             raise ExportError(f"the ONNX export of {name} differs from torch (cosine "
                               f"{cosine:.5f} < {PARITY_MIN_COSINE}); set "
@@ -180,15 +189,6 @@ def _export(source: Path, name: str, final: Path) -> float:
                           "RAG_EMBED_BACKEND=torch to embed with torch") from e
     finally:
         tmp.unlink(missing_ok=True)
-
-
-def _least_cosine(onnx_file: Path, source: Path, reference: np.ndarray) -> float:
-    """The export run the way `OnnxEmbedder` runs it, against torch's vectors."""
-    from rag.embed.onnx import OnnxEmbedder
-
-    emb = OnnxEmbedder.from_file(onnx_file, source)
-    got = emb.embed(list(CHECK_TEXTS))
-    return float(np.min(np.sum(got * reference, axis=1)))
 
 
 def _quantize(fp32: Path, final: Path) -> None:

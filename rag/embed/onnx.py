@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from rag.embed.embedder import DEFAULT_MODEL, available_threads, normalize
+from rag.embed.runtime import DEFAULT_MODEL, available_threads, normalize, resolve
 from rag.errors import InputError
 
 INT8 = "+int8"  # name suffix of the int8 dynamically quantized variant
@@ -77,8 +77,6 @@ class OnnxEmbedder:
     """
 
     def __init__(self, model: str = DEFAULT_MODEL, *, threads: int | None = None) -> None:
-        from rag.embed.embedder import resolve
-
         self.int8 = model.endswith(INT8)
         base = model[: -len(INT8)] if self.int8 else model
         if base == "all-MiniLM-L6-v2":
@@ -135,7 +133,8 @@ class OnnxEmbedder:
 
         from rag.embed.export import exported
 
-        self._path = self._file or exported(self.source, self.base, int8=self.int8)
+        self._path = self._file or exported(self.source, self.base, int8=self.int8,
+                                            run=run_file)
         # One tokenizer, never truncating: `count_tokens` needs the full length, and `embed`
         # cuts long texts itself (loading a second copy costs ~0.1 s of a cold start).
         tok = Tokenizer.from_file(str(self.source / "tokenizer.json"))
@@ -243,3 +242,9 @@ class OnnxEmbedder:
         else:
             self._run_parallel(sessions, ids, batches, out)
         return normalize(out)
+
+
+def run_file(onnx_file: Path, source: Path, texts: Sequence[str]) -> np.ndarray:
+    """`texts` embedded by `onnx_file`, an export of the model folder `source`, exactly as
+    `OnnxEmbedder` embeds them: how `rag.embed.export` checks an export against torch."""
+    return OnnxEmbedder.from_file(onnx_file, source).embed(texts)

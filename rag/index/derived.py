@@ -1,13 +1,14 @@
 """The derived search state (FAISS + BM25) of one store version, and bringing it up to date
-after a write. The store is the truth; these are caches of it, tagged with its version."""
+after a write. The store is the truth; these are caches of it, tagged with its version.
+A sharded index keeps one pair per shard (`rag.index.shards`, split by `reshard`); the
+same `persist` writes both kinds."""
 
 from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -21,54 +22,51 @@ from rag.index.folder import (
     write_json_atomic,
 )
 from rag.index.lexical import Lexical
+from rag.index.reads import Reads, State
+from rag.index.shards import ShardedLexical, ShardedVectors
+from rag.index.shards import build as build_shards
+from rag.index.shards import load as load_shards
 from rag.index.store import FORMAT, Store
 from rag.index.vectors import Vectors, choose_kind
 
-if TYPE_CHECKING:
-    from rag.index.facade import Index
 
-
-@dataclass
-class State:
-    version: int
-    vectors: Vectors
-    lexical: Lexical
-    manifest_mtime: int
-    behind: bool = False  # an older version, served while a writer finishes the newer one
-    # The store pinned at the version this state was chosen for (one SQLite read
-    # transaction): searches and article lookups read it, so they agree with each other
-    # whatever is committed meanwhile. Its version is `version`, or later where the state
-    # is `behind`; then hits on chunks it no longer holds are dropped (`Index.search`).
-    view: Store | None = None
-
-
-def persist(index: Index, state: State, store: Store | None = None) -> None:
-    """Write derived files for `state` under new names, then swap the manifest."""
-    if not isinstance(state.vectors, Vectors):  # partitions (rag.scale.shards)
-        from rag.scale import shards
-
-        return shards.persist(index, state, store)
-    vname, bname = f"vectors-{state.version}.faiss", f"bm25-{state.version}"
-    tmp_v, tmp_b = index.path / f".{vname}.tmp", index.path / f".{bname}.tmp"
+def persist(index: Reads, state: State, store: Store | None = None) -> None:
+    """Write derived files for `state` under new names, then swap the manifest: one FAISS +
+    BM25 pair, or one per shard (`rag.index.shards`), all listed in it, so a reader sees
+    every file of the old version or every file of the new."""
+    vecs, lex = state.vectors, state.lexical
+    if isinstance(vecs, ShardedVectors) and isinstance(lex, ShardedLexical):
+        parts = [(v, b, f".s{i}") for i, (v, b) in enumerate(zip(vecs.shards, lex.shards))]
+    else:
+        assert isinstance(vecs, Vectors) and isinstance(lex, Lexical)
+        parts = [(vecs, lex, "")]
+    listed = []
     try:
-        state.vectors.save(tmp_v)
-        fsync_file(tmp_v)
-        checkpoint("faiss_write")
-        if tmp_b.exists():
-            shutil.rmtree(tmp_b)
-        state.lexical.save(tmp_b)
-        checkpoint("bm25_write")
-        os.replace(tmp_v, index.path / vname)
-        if (index.path / bname).exists():
-            shutil.rmtree(index.path / bname)
-        os.replace(tmp_b, index.path / bname)
-        state.lexical.moved_to(index.path / bname)
+        for v, b, shard in parts:
+            vname, bname = f"vectors-{state.version}{shard}.faiss", f"bm25-{state.version}{shard}"
+            tmp_v, tmp_b = index.path / f".{vname}.tmp", index.path / f".{bname}.tmp"
+            v.save(tmp_v)
+            fsync_file(tmp_v)
+            checkpoint("faiss_write")
+            if tmp_b.exists():
+                shutil.rmtree(tmp_b)
+            b.save(tmp_b)
+            checkpoint("bm25_write")
+            os.replace(tmp_v, index.path / vname)
+            if (index.path / bname).exists():
+                shutil.rmtree(index.path / bname)
+            os.replace(tmp_b, index.path / bname)
+            b.moved_to(index.path / bname)
+            listed.append({"vectors": vname, "bm25": bname, "chunks": int(b.n_live),
+                           "first_id": int(b.ids[0]) if len(b.ids) else None})
+        files = {"shards": listed} if isinstance(vecs, ShardedVectors) else \
+            {"vectors": listed[0]["vectors"], "bm25": listed[0]["bm25"]}
         articles, chunks = (store or index.store).counts()
         write_json_atomic(index.path / "manifest.json", {
             "format": FORMAT, "model": index.model, "dim": index.dim,
-            "chunking": asdict(index.chunking), "kind": state.vectors.kind,
+            "chunking": asdict(index.chunking), "kind": vecs.kind,
             "requested": index.requested, "model_fingerprint": index.fingerprint,
-            "version": state.version, "vectors": vname, "bm25": bname,
+            "sentences": index.sentences, "version": state.version, **files,
             "articles": articles, "chunks": chunks,
         })
     except OSError as e:
@@ -78,32 +76,31 @@ def persist(index: Index, state: State, store: Store | None = None) -> None:
             f"saved (store version {state.version}) and these files are rebuilt from the "
             "store when the index is next opened; free disk space or fix permissions and "
             "run the same command again to finish") from e
-    index.kind = state.vectors.kind
+    index.kind = vecs.kind
+    keep = {name for part in listed for name in (part["vectors"], part["bm25"])}
     for old in index.path.iterdir():
         # Also temporaries an interrupted write left behind (we hold the write lock).
         if old.name.startswith(("vectors-", "bm25-", ".vectors-", ".bm25-")) and \
-                old.name not in (vname, bname):
+                old.name not in keep:
             shutil.rmtree(old) if old.is_dir() else old.unlink(missing_ok=True)
 
 
-def persisted(index: Index, version: int) -> State | None:
+def persisted(index: Reads, version: int) -> State | None:
     """The derived files on disk, if they are those of `version` and readable."""
     manifest = read_manifest(index.path)
     mtime = modified_ns(index.path / "manifest.json")
     if not manifest or manifest.get("version") != version:
         return None
     try:
-        if manifest.get("shards"):  # partitions of one version (rag.scale.shards)
-            from rag.scale import shards
-
-            return State(version, *shards.load(index.path, manifest), mtime)  # type: ignore[arg-type]
+        if manifest.get("shards"):  # partitions of one version (rag.index.shards)
+            return State(version, *load_shards(index.path, manifest), mtime)
         vec = Vectors.load(index.path / manifest["vectors"], manifest["kind"])
         lex = Lexical.load(index.path / manifest["bm25"])
     except Exception:  # unreadable cache: the caller rebuilds it
         return None
     return State(version, vec, lex, mtime)
 
-def load_state(index: Index) -> State:
+def load_state(index: Reads) -> State:
     """The derived state searches use now, with the store pinned where it was chosen: the
     persisted files of the store's version; while a writer finishes a newer one, the state
     already loaded (its own snapshot) or the previous version; else rebuilt from the store."""
@@ -150,20 +147,18 @@ def writer_active(path: Path) -> bool:
     except (IndexWriteError, OSError):  # a read-only folder: nobody writes there
         return False
 
-def rebuild_state(index: Index, version: int, store: Store | None = None) -> State:
+def rebuild_state(index: Reads, version: int, store: Store | None = None) -> State:
     store = store or index.store
     _, n = store.counts()
     kind = "auto" if index.requested == "auto" else index.kind
     shards = len((read_manifest(index.path) or {}).get("shards") or ())
-    if shards > 1:  # a sharded index stays sharded (rag.scale.shards)
-        from rag.scale.shards import build_state
-
-        return build_state(store, index.dim, kind, shards, version)
+    if shards > 1:  # a sharded index stays sharded (rag.index.shards)
+        return State(version, *build_shards(store, index.dim, kind, shards), 0)
     vec = Vectors.build(index.dim, kind, store.iter_live_vectors(), n)
     return State(version, vec, Lexical.build(store.iter_live_texts()), 0)
 
 
-def update_derived(index: Index, writer: Store, version: int, new_ids: list[int],
+def update_derived(index: Reads, writer: Store, version: int, new_ids: list[int],
                    gone_ids: list[int]) -> None:
     """Bring FAISS/BM25 up to `version` (incrementally where possible) and persist.
     New rows are read through `writer`: the shared reader connection may be inside
@@ -178,15 +173,14 @@ def update_derived(index: Index, writer: Store, version: int, new_ids: list[int]
             # version's files rather than rebuilding (and retraining IVF) from scratch.
             old = persisted(index, version - 1)
         state: State | None = None
-        if old is not None and not isinstance(old.vectors, Vectors):
-            old = None  # sharded: the shards are re-derived from the store
-        if old is not None:
+        # Sharded (not `Vectors`, `Lexical`): the shards are re-derived from the store.
+        if old is not None and isinstance(old.vectors, Vectors) and \
+                isinstance(old.lexical, Lexical):
+            vec = old.vectors
             if old is index._state:  # searches may be using it: change a copy
-                vec = Vectors(faiss.clone_index(old.vectors.index), old.vectors.kind)
-                if old.vectors.kind == "ivf":
+                vec = Vectors(faiss.clone_index(vec.index), vec.kind)
+                if vec.kind == "ivf":
                     vec.index.nprobe = old.vectors.index.nprobe
-            else:
-                vec = old.vectors
             if vec.remove(gone):
                 vec.add(new, writer.vectors(list(new), index.dim))
                 if index.requested == "auto" and vec.kind == "flat" and \
@@ -203,7 +197,7 @@ def update_derived(index: Index, writer: Store, version: int, new_ids: list[int]
         index._state = state
 
 
-def finish_derived(index: Index, writer: Store) -> None:
+def finish_derived(index: Reads, writer: Store) -> None:
     """An earlier run committed to the store but never wrote the derived files (killed,
     disk full): finish its job now instead of rebuilding them on every load."""
     if (read_manifest(index.path) or {}).get("version") == writer.version:
@@ -214,3 +208,22 @@ def finish_derived(index: Index, writer: Store) -> None:
         state.manifest_mtime = modified_ns(index.path / "manifest.json")
         state.view = index.pin()
         index._state = state
+
+
+def reshard(index: Reads, shards: int, *, kind: str | None = None,
+            lock_timeout: float = 10.0) -> None:
+    """Split `index`'s search state into `shards` partitions of its current store version
+    (1: back to one partition). Later writes keep the count."""
+    with WriteLock(index.path, timeout=lock_timeout):
+        writer = Store(index.path / "store.sqlite")
+        try:
+            k = kind or ("auto" if index.requested == "auto" else index.kind)
+            vecs, lex = build_shards(writer, index.dim, k, shards)
+            state = State(writer.version, vecs, lex, 0) if shards > 1 else \
+                State(writer.version, vecs.shards[0], lex.shards[0], 0)
+            persist(index, state, writer)
+            state.manifest_mtime = modified_ns(index.path / "manifest.json")
+            with index._lock:
+                index._state = state
+        finally:
+            writer.close()

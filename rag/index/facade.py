@@ -35,15 +35,17 @@ from rag.errors import (
 )
 from rag.index import model as _model
 from rag.index import writer as _writer
+from rag.index.derived import load_state
 from rag.index.folder import (
     Progress,
     read_manifest,
 )
-from rag.index.reads import Reads
+from rag.index.reads import Reads, State
 from rag.index.rebuild import complete_swap, complete_swap_pending
 from rag.index.rebuild import rebuild as _rebuild
-from rag.index.sentences import SENTENCE_CHARS, SentenceKey, stored_vectors
-from rag.index.store import FORMAT, ArticleInfo, Store
+from rag.index.rows import ArticleInfo
+from rag.index.sentences import SENTENCE_CHARS, SentenceKey, recorded, stored_vectors
+from rag.index.store import FORMAT, Store
 from rag.index.vectors import KINDS
 from rag.index.writer import (
     CACHE_FILE,
@@ -77,6 +79,7 @@ class IndexStats:
     version: int
     chunking: dict[str, int]
     bytes_on_disk: int
+    sentences: bool = False  # whether it stores sentence vectors (`rag index --sentences`)
 
 
 class Index(Reads):
@@ -92,6 +95,7 @@ class Index(Reads):
         self.model = meta["model"]
         self.fingerprint = meta.get("fingerprint")  # of the model's files; None: older index
         self.chunking = ChunkSpec(**json.loads(meta["chunking"]))
+        self.sentences = recorded(meta)  # its writes store sentence vectors (rag.index.sentences)
         self.kind = kind
         # What the user asked for: "auto" keeps choosing as the index grows (flat, then IVF).
         self.requested = requested or kind
@@ -118,15 +122,24 @@ class Index(Reads):
     def embedder(self, embedder: Embedder) -> None:
         self._embedder = embedder  # same model, other runtime settings (threads, bf16)
 
+    def _load_state(self) -> State:
+        return load_state(self)
+
+    def _reopen(self) -> Index:
+        return Index.open(self.path, embedder=self._embedder)
+
     # -- opening ---------------------------------------------------------------------------
     @classmethod
     def build(
         cls, paths: Iterable[str | os.PathLike[str]], path: str | os.PathLike[str] = "index",
         *, embedder: Embedder | None = None, chunking: ChunkSpec | None = None,
         kind: str = "auto", sync: bool = False, progress: Progress = True,
+        sentences: bool | None = None,
     ) -> Index:
-        """Create or update the index at `path` from files/folders, and return it."""
-        idx = cls.open(path, embedder=embedder, chunking=chunking, kind=kind)
+        """Create or update the index at `path` from files/folders, and return it.
+        `sentences`: as `open`."""
+        idx = cls.open(path, embedder=embedder, chunking=chunking, kind=kind,
+                       sentences=sentences)
         idx.last_report = idx.add(paths, sync=sync, progress=progress)
         return idx
 
@@ -136,13 +149,19 @@ class Index(Reads):
         *, embedder: Embedder | None = None, chunking: ChunkSpec | None = None,
         kind: str = "auto", progress: Progress = True, follow_links: bool = False,
         lock_timeout: float = 10.0, pipeline: Pipeline | None = None,
+        sentences: bool | None = None,
     ) -> Index:
         """Build the index at `path` afresh from `paths`, keeping the app's uploads, and
         swap it in whole: readers see the old index or the new one at every instant, and
-        writers wait for it (it holds the write lock throughout). `pipeline`: as `add`."""
-        idx, report = _rebuild(paths, Path(path), embedder=embedder, chunking=chunking,
-                               kind=kind, progress=progress, follow_links=follow_links,
-                               lock_timeout=lock_timeout, pipeline=pipeline)
+        writers wait for it (it holds the write lock throughout). `pipeline`: as `add`.
+        `sentences`: whether the new index stores sentence vectors; None: as the old one."""
+        def open_index(folder: Path, choice: bool | None) -> Index:
+            return cls.open(folder, embedder=embedder, chunking=chunking, kind=kind,
+                            sentences=choice)
+
+        idx, report = _rebuild(paths, Path(path), open_index, progress=progress,
+                               follow_links=follow_links, lock_timeout=lock_timeout,
+                               pipeline=pipeline, sentences=sentences)
         idx.last_report = report
         return idx
 
@@ -161,9 +180,12 @@ class Index(Reads):
     @classmethod
     def open(
         cls, path: str | os.PathLike[str] = "index", *, embedder: Embedder | None = None,
-        chunking: ChunkSpec | None = None, kind: str = "auto",
+        chunking: ChunkSpec | None = None, kind: str = "auto", sentences: bool | None = None,
     ) -> Index:
-        """Open the index at `path`, creating an empty one if there is none."""
+        """Open the index at `path`, creating an empty one if there is none. `sentences`:
+        whether a new index also stores each sentence's vector (default no: answers do not
+        use them, and they cost 83 % more indexing time); an index keeps its choice, and
+        asking an existing one for the other is refused with how to rebuild."""
         if kind not in KINDS:
             raise InputError(f"unknown index kind {kind!r}; choose one of {', '.join(KINDS)}")
         p = Path(path)
@@ -193,7 +215,7 @@ class Index(Reads):
                 raise IndexWriteError(f"{p} is read-only; choose a writable folder with --index")
             first: Embedder = embedder or embedder_for()
             store.init_meta(first.name, first.dim, asdict(chunking or ChunkSpec()),
-                            _model.fingerprint(first))
+                            _model.fingerprint(first), bool(sentences))
             meta = store.meta()
             embedder = first
         if int(meta.get("format", FORMAT)) != FORMAT:
@@ -206,6 +228,10 @@ class Index(Reads):
             raise InputError(
                 f"the index at {p} was built with chunking {meta['chunking']}; rebuild it "
                 "(`rag index PATH --rebuild`) to change chunk sizes")
+        if sentences is not None and sentences != recorded(meta):
+            has, flag = ("no ", "--sentences") if sentences else ("", "--no-sentences")
+            raise InputError(f"the index at {p} stores {has}sentence vectors; to change that, "
+                             f"rebuild it: `rag index PATH --index {p} --rebuild {flag}`")
         manifest = read_manifest(p)
         if not manifest:
             return cls(p, store, embedder, meta, kind)
@@ -322,11 +348,7 @@ class Index(Reads):
             kind, version = state.vectors.kind, state.version
         size = sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
         return IndexStats(str(self.path), articles, chunks, self.model, self.dim,
-                          kind, version, asdict(self.chunking), size)
-
-    def close(self) -> None:
-        self.store.close()
-        self._close_views()
+                          kind, version, asdict(self.chunking), size, self.sentences)
 
 
 __all__ = ["CACHE_FILE", "DEFAULT_MODEL", "Index", "IndexReport", "IndexStats", "Pipeline",

@@ -1,18 +1,18 @@
-"""The index folder on disk: the writer's lock, the manifest, atomic writes, progress."""
+"""The index folder on disk: the writer's lock, the manifest, atomic writes, the count of
+articles a write expects (its progress bar is `rag.index.progress`)."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from rag.errors import IndexLockedError, IndexWriteError
 from rag.faults import checkpoint
-
-Progress = bool | Callable[[int, int, str], None]
+from rag.index.progress import Progress as Progress  # where the writers import it from
 
 
 class WriteLock:
@@ -115,29 +115,3 @@ def count_items(roots: Sequence[Path], *, follow_links: bool = False) -> int:
         else:
             n += 1
     return n
-
-
-class ProgressBar:
-    """tqdm on the terminal, a callback for UIs, or nothing. One step per article read."""
-
-    def __init__(self, progress: Progress, total: int) -> None:
-        self.total, self.done = total, 0
-        self.bar: Any = None
-        self.callback = progress if callable(progress) else None
-        if progress is True:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, unit="article", desc="indexing", leave=False)
-
-    def step(self, name: str) -> None:
-        if self.done >= self.total:  # a JSON file holding a list: more items than counted
-            return
-        self.done += 1
-        if self.bar is not None:
-            self.bar.update(1)
-        if self.callback is not None:
-            self.callback(self.done, self.total, name)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()

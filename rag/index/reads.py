@@ -1,9 +1,10 @@
-"""Which version of the store and derived files each read of an `Index` sees.
+"""Which version of the store and derived files each read of an `Index` sees, and the
+state an `Index` shares with the modules below it that write and derive it (`Reads`).
 
 Every read (search, articles, article, stats) first checks the version, as a search does,
 and follows a rebuild swapped in by another process. A search and the article lookups for
 its hits read one version: the store pinned with the derived state it searched
-(`derived.State.view`, one SQLite read transaction), and `article()` of an id among the
+(`State.view`, one SQLite read transaction), and `article()` of an id among the
 calling thread's last hits reads that search's snapshot while the index keeps it (the
 current view and the one before: at most two snapshots are held, whatever the threads;
 after a rebuild only the new store's).
@@ -14,19 +15,37 @@ from __future__ import annotations
 import os
 import threading
 import weakref
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from rag.errors import IndexWriteError, ModelMismatchError
-from rag.index.derived import State, load_state
 from rag.index.folder import modified_ns
+from rag.index.lexical import Lexical
+from rag.index.shards import ShardedLexical, ShardedVectors
 from rag.index.store import Store
+from rag.index.vectors import Vectors
 
 if TYPE_CHECKING:
     from rag.embed.embedder import Embedder
-    from rag.index.facade import Index
     from rag.ingest.chunking import ChunkSpec
     from rag.results import Hit
+
+
+@dataclass
+class State:
+    """The derived search state (FAISS + BM25) of one store version (`rag.index.derived`)."""
+
+    version: int
+    vectors: Vectors | ShardedVectors
+    lexical: Lexical | ShardedLexical
+    manifest_mtime: int
+    behind: bool = False  # an older version, served while a writer finishes the newer one
+    # The store pinned at the version this state was chosen for (one SQLite read
+    # transaction): searches and article lookups read it, so they agree with each other
+    # whatever is committed meanwhile. Its version is `version`, or later where the state
+    # is `behind`; then hits on chunks it no longer holds are dropped (`Index.search`).
+    view: Store | None = None
 
 
 def _file_id(path: Path) -> tuple[int, int] | None:
@@ -38,7 +57,9 @@ def _file_id(path: Path) -> tuple[int, int] | None:
 
 
 class Reads:
-    """The version-keeping half of `Index` (see the module docstring)."""
+    """The version-keeping half of `Index` (see the module docstring), and what an index
+    is to the modules that write it (`writer`, `derived`, `uploads`, `rebuild`): they take
+    a `Reads`, and only `Index`, above them all, is the whole."""
 
     path: Path
     store: Store  # the live store: each statement its own snapshot
@@ -50,6 +71,9 @@ class Reads:
     chunking: ChunkSpec
     kind: str
     requested: str
+    sentences: bool  # whether its writes store sentence vectors (`rag.index.sentences`)
+    embedder: Embedder  # made from `model` on first use (`Index.embedder`)
+    cache_path: Path  # the vector cache its writes embed through (`rag.embed.cache`)
 
     def _init_reads(self) -> None:
         self._lock = threading.RLock()
@@ -91,8 +115,17 @@ class Reads:
             if self._state is None or self._state.behind or self._state.manifest_mtime != mtime:
                 if not self._follow_rebuild() and self._state is not None:
                     return self._state  # the folder is being swapped: keep what we have
-                self._state = load_state(cast("Index", self))
+                self._state = self._load_state()
             return self._state
+
+    # `Index` gives these two: they need `rag.index.derived` and `Index.open`, above here.
+    def _load_state(self) -> State:
+        """The derived state searches use now (`rag.index.derived.load_state`)."""
+        raise NotImplementedError
+
+    def _reopen(self) -> Reads:
+        """This folder opened afresh (`Index.open`), with the embedder it has."""
+        raise NotImplementedError
 
     def _same_store(self) -> bool:
         return _file_id(self.path / "store.sqlite") == self._store_id
@@ -105,15 +138,14 @@ class Reads:
         if now is None or now == self._store_id:
             return now is not None
         try:
-            from rag.index.facade import Index
-
-            new = Index.open(self.path, embedder=self._embedder)
+            new = self._reopen()
         except ModelMismatchError as e:
             raise ModelMismatchError(f"{e}. It was rebuilt while open here: restart the app "
                                      "or command to search it") from e
         self.store, self._meta = new.store, new._meta
         self.model, self.dim, self.fingerprint = new.model, new.dim, new.fingerprint
         self.chunking, self.kind, self.requested = new.chunking, new.kind, new.requested
+        self.sentences = new.sentences  # a rebuild may have changed the choice
         self._store_id, self._state = now, None
         self._previous = None  # hits of the old store no longer read it: all reads are new
         return True
@@ -143,10 +175,11 @@ class Reads:
         """This thread's last search read `view` for these hits (`_bound`)."""
         self._local.last = (weakref.ref(view), frozenset(h.article_id for h in hits))
 
-    def _close_views(self) -> None:
+    def close(self) -> None:
+        self.store.close()
         for view in (self._previous, getattr(self._loaded, "view", None)):
             if view is not None:
                 view.close()
 
 
-__all__ = ["Reads"]
+__all__ = ["Reads", "State"]

@@ -14,21 +14,21 @@ from __future__ import annotations
 import ctypes
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TypeVar
 
 from rag.embed.cache import CACHE_FILE
-from rag.embed.embedder import Embedder
 from rag.faults import checkpoint
 from rag.index.folder import Progress, WriteLock, write_json_atomic
+from rag.index.reads import Reads
+from rag.index.sentences import recorded
+from rag.index.store import Store
 from rag.index.uploads import held_uploads
-from rag.index.writer import UPLOAD_NAMESPACE, IndexReport, Pipeline
-from rag.ingest.chunking import ChunkSpec
+from rag.index.writer import UPLOAD_NAMESPACE, IndexReport, Pipeline, add
 from rag.ingest.files import Skipped
 
-if TYPE_CHECKING:
-    from rag.index.facade import Index
+R = TypeVar("R", bound=Reads)
 
 _RENAME_EXCHANGE = 2  # linux/fs.h
 # A file the app keeps in the index folder (rag.app.security.browser_secret): carried over.
@@ -48,45 +48,50 @@ def _old(target: Path) -> Path:
     return target.with_name(target.name + ".old")
 
 
-def rebuild(paths: Iterable[str | os.PathLike[str]], target: Path, *,
-            embedder: Embedder | None, chunking: ChunkSpec | None, kind: str,
+def rebuild(paths: Iterable[str | os.PathLike[str]], target: Path,
+            open_index: Callable[[Path, bool | None], R], *,
             progress: Progress, follow_links: bool, lock_timeout: float,
-            pipeline: Pipeline | None = None) -> tuple[Index, IndexReport]:
-    """Build `target` afresh from `paths` (and its uploads) and swap it in."""
-    from rag.index.facade import Index
-
+            pipeline: Pipeline | None = None,
+            sentences: bool | None = None) -> tuple[R, IndexReport]:
+    """Build `target` afresh from `paths` (and its uploads) and swap it in. `open_index`
+    opens an index folder, creating it if need be, with a `sentences` choice (`Index.open`
+    with the rebuild's model, chunking and kind). `sentences`: whether the new index
+    stores sentence vectors; None: as the old one does."""
     paths = list(paths)
     complete_swap(target)
     if not (target / "store.sqlite").exists():  # nothing to replace: build in place
-        idx = Index.open(target, embedder=embedder, chunking=chunking, kind=kind)
-        return idx, idx.add(paths, progress=progress, follow_links=follow_links,
-                            pipeline=pipeline)
+        idx = open_index(target, sentences)
+        return idx, add(idx, paths, progress=progress, follow_links=follow_links,
+                        pipeline=pipeline)
     new_dir = staging(target)
     with WriteLock(target, timeout=lock_timeout):
         shutil.rmtree(new_dir, ignore_errors=True)  # a killed rebuild's leftovers
+        if sentences is None:
+            old = Store(target / "store.sqlite", readonly=True)
+            try:
+                sentences = recorded(old.meta())
+            finally:
+                old.close()
         try:
-            report = _build(paths, target, new_dir, embedder=embedder, chunking=chunking,
-                            kind=kind, progress=progress, follow_links=follow_links,
-                            pipeline=pipeline)
+            report = _build(paths, target, new_dir, open_index(new_dir, sentences),
+                            progress=progress, follow_links=follow_links, pipeline=pipeline)
             swap(target, new_dir)
         except BaseException:
             if not _intent(target).exists():  # else the staged folder is the new index
                 shutil.rmtree(new_dir, ignore_errors=True)
             raise
         shutil.rmtree(new_dir, ignore_errors=True)  # the old index, after the exchange
-    return Index.open(target, embedder=embedder), report
+    return open_index(target, None), report
 
 
-def _build(paths: list[str | os.PathLike[str]], target: Path, new_dir: Path, *,
-           embedder: Embedder | None, chunking: ChunkSpec | None, kind: str,
+def _build(paths: list[str | os.PathLike[str]], target: Path, new_dir: Path, idx: Reads, *,
            progress: Progress, follow_links: bool, pipeline: Pipeline | None) -> IndexReport:
-    from rag.index.facade import Index
-
-    idx = Index.open(new_dir, embedder=embedder, chunking=chunking, kind=kind)
+    """Index `paths` and the uploads of `target` into `idx`, the index opened at `new_dir`
+    (closed here), and carry over the vector cache and the browser key."""
     idx.cache_path = target / CACHE_FILE  # a killed rebuild's work is reused
     try:
-        report = idx.add(paths, progress=progress, follow_links=follow_links,
-                         pipeline=pipeline)
+        report = add(idx, paths, progress=progress, follow_links=follow_links,
+                     pipeline=pipeline)
         uploads = target / "uploads"
         if uploads.is_dir():
             # The uploads the old index holds, indexed where they will be after the swap,
@@ -97,7 +102,7 @@ def _build(paths: list[str | os.PathLike[str]], target: Path, new_dir: Path, *,
                             "that was interrupted?); not carried over: upload it again")
                     for f in sorted(uploads.iterdir())
                     if f.is_file() and not f.name.startswith(".") and f.resolve() not in held]
-            up = idx.add(files, progress=False, namespace=UPLOAD_NAMESPACE)
+            up = add(idx, files, progress=False, namespace=UPLOAD_NAMESPACE)
             (new_dir / "uploads").mkdir()
             for f in files:
                 shutil.copy2(f, new_dir / "uploads" / f.name)
@@ -106,7 +111,8 @@ def _build(paths: list[str | os.PathLike[str]], target: Path, new_dir: Path, *,
                 unchanged=report.unchanged, skipped=report.skipped + up.skipped + tuple(left),
                 chunks_added=report.chunks_added + up.chunks_added, articles=up.articles,
                 chunks=up.chunks, seconds=report.seconds + up.seconds,
-                embedded=report.embedded + up.embedded, reused=report.reused + up.reused)
+                embedded=report.embedded + up.embedded, reused=report.reused + up.reused,
+                stages=report.stages + up.stages)
     finally:
         idx.close()
     for suffix in ("", "-wal", "-shm"):  # the cache goes with the index that uses it

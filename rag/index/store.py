@@ -6,7 +6,7 @@ derived from this store and tagged with the version they were built from.
 Removed rows are tombstoned (`deleted` = the version that removed them) and purged
 one write later. A reader pins the version it serves: `Store(path, pinned=True)` holds one
 SQLite read transaction, so every read through it (chunks, articles, counts) sees that
-version whatever commits or purges come after (`rag.index.derived.State.view`).
+version whatever commits or purges come after (`rag.index.reads.State.view`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +21,8 @@ import numpy as np
 
 from rag.errors import IndexCorruptError, IndexWriteError
 from rag.faults import checkpoint
-from rag.index.sentences import SentenceBlock
+from rag.index.rows import ArticleInfo, SentenceRows, StoredChunk, Upsert
 from rag.ingest.articles import Article
-from rag.ingest.chunking import Chunk
-
-# An article with its chunks and their vectors, and optionally each chunk's sentence
-# vectors (`rag.index.sentences`; None where not embedded).
-Upsert = (tuple[Article, Sequence[Chunk], np.ndarray]
-          | tuple[Article, Sequence[Chunk], np.ndarray, Sequence[SentenceBlock | None]])
 
 FORMAT = 1
 
@@ -53,36 +46,6 @@ CREATE TABLE IF NOT EXISTS sentences (
     scales BLOB NOT NULL
 );
 """
-
-
-@dataclass(frozen=True)
-class ArticleInfo:
-    """An indexed article's metadata, for listings."""
-
-    id: str
-    title: str
-    published: str | None
-    source: str | None
-    url: str | None
-    path: str | None
-    content_hash: str
-    chunks: int
-
-
-@dataclass(frozen=True)
-class StoredChunk:
-    """A chunk row joined with its article's metadata."""
-
-    id: int
-    article_id: str
-    start: int
-    end: int
-    text: str
-    title: str
-    published: str | None
-    source: str | None
-    url: str | None
-    path: str | None
 
 
 class _NothingWritten(Exception):
@@ -133,13 +96,13 @@ class Store:
         return int(row[0]) if row else 0
 
     def init_meta(self, model: str, dim: int, chunking: dict[str, int],
-                  fingerprint: str | None = None) -> None:
-        """A new index's identity; `fingerprint`: of the model's files (`rag.index.model`)."""
+                  fingerprint: str | None = None, sentences: bool = False) -> None:
+        """A new index's identity (`rag.index.model`'s fingerprint; `rag.index.sentences`)."""
         with self.db:
             for key, value in (
                 ("format", str(FORMAT)), ("model", model), ("dim", str(dim)),
                 ("chunking", json.dumps(chunking, sort_keys=True)), ("version", "0"),
-                ("fingerprint", fingerprint)):
+                ("fingerprint", fingerprint), ("sentences", "1" if sentences else "0")):
                 if value is not None:
                     self.db.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (key, value))
 
@@ -339,7 +302,7 @@ class Store:
             ) from e
         return version, added, gone
 
-    def _put_sentences(self, chunk_id: int, block: SentenceBlock) -> None:
+    def _put_sentences(self, chunk_id: int, block: SentenceRows) -> None:
         # One sentence length per index: the first write records it, later ones keep it.
         self.db.execute("INSERT OR IGNORE INTO meta VALUES ('sentence_chars', ?)",
                         (str(block.chars),))

@@ -14,20 +14,17 @@ import os
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from rag.index.folder import Progress, WriteLock
+from rag.index.reads import Reads
 from rag.index.store import Store
 from rag.index.sync import UPLOAD_NAMESPACE
 from rag.index.writer import IndexReport, add_locked
 
-if TYPE_CHECKING:
-    from rag.index.facade import Index
-
 _BACKUP = ".before-upload"  # a hidden name: never indexed, never carried by a rebuild
 
 
-def add_uploads(index: Index, files: Mapping[Path, Path], *, progress: Progress = False,
+def add_uploads(index: Reads, files: Mapping[Path, Path], *, progress: Progress = False,
                 lock_timeout: float = 10.0) -> tuple[IndexReport, set[Path]]:
     """Copy each source file to its (resolved) target in the upload folder and index the
     targets (ids `upload:NAME`), all under the write lock. Returns the report and the

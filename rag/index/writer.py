@@ -14,9 +14,9 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -25,15 +25,15 @@ from rag.embed.embedder import Embedder
 from rag.errors import InputError
 from rag.faults import checkpoint
 from rag.index.derived import finish_derived, update_derived
-from rag.index.folder import Progress, ProgressBar, WriteLock, clean_staging, count_items
+from rag.index.folder import WriteLock, clean_staging, count_items
+from rag.index.progress import Progress, ProgressBar, Stages, timed
+from rag.index.reads import Reads
+from rag.index.rows import Upsert
 from rag.index.sentences import SENTENCE_CHARS, SentenceBlock, embed_blocks
-from rag.index.store import Store, Upsert
+from rag.index.store import Store
 from rag.index.sync import UPLOAD_NAMESPACE, SyncScope
 from rag.ingest.articles import Article, Skipped, iter_articles
 from rag.ingest.chunking import Chunk, ChunkSpec, chunk_article
-
-if TYPE_CHECKING:
-    from rag.index.facade import Index
 
 _EMBED_BATCH = 128  # chunks per embedding call (and per vector-cache write)
 
@@ -85,7 +85,7 @@ class Pipeline(Protocol):
     order. `known` maps indexed article ids to content hashes: an article whose hash is
     unchanged need not be chunked or embedded. Bad inputs come back as `Skipped`."""
 
-    def run(self, index: Index, roots: Sequence[Path],
+    def run(self, index: Reads, roots: Sequence[Path],
             known: Mapping[str, str]) -> Iterator[Article | Skipped | Prepared]: ...
 
 
@@ -104,8 +104,9 @@ class IndexReport:
     seconds: float
     kept: int = 0  # articles a sync kept: their file or folder could not be read or checked
     moved: int = 0  # unchanged articles found at a new path: re-pointed, not embedded again
-    embedded: int = 0  # texts the model embedded (chunks and sentences)
+    embedded: int = 0  # texts the model embedded (chunks, and sentences where stored)
     reused: int = 0  # texts whose vectors came from the vector cache (a killed run's work)
+    stages: Stages = field(default_factory=Stages)  # where `seconds` went
 
     @property
     def status(self) -> str:
@@ -113,7 +114,7 @@ class IndexReport:
         return "partial" if self.skipped else "ok"
 
 
-def add(index: Index, paths: Iterable[str | os.PathLike[str]], *, sync: bool = False,
+def add(index: Reads, paths: Iterable[str | os.PathLike[str]], *, sync: bool = False,
         progress: Progress = True, lock_timeout: float = 10.0,
         pipeline: Pipeline | None = None, follow_links: bool = False,
         namespace: str = "") -> IndexReport:
@@ -127,7 +128,7 @@ def add(index: Index, paths: Iterable[str | os.PathLike[str]], *, sync: bool = F
                           follow_links=follow_links, namespace=namespace)
 
 
-def add_locked(index: Index, roots: list[Path], *, sync: bool = False,
+def add_locked(index: Reads, roots: list[Path], *, sync: bool = False,
                progress: Progress = True, pipeline: Pipeline | None = None,
                follow_links: bool = False, namespace: str = "") -> IndexReport:
     """`add` for a caller that holds the index's write lock (`rag.index.uploads`)."""
@@ -145,7 +146,7 @@ def add_locked(index: Index, roots: list[Path], *, sync: bool = False,
         writer.close()
 
 
-def remove(index: Index, article_ids: Sequence[str], lock_timeout: float = 10.0) -> int:
+def remove(index: Reads, article_ids: Sequence[str], lock_timeout: float = 10.0) -> int:
     """`Index.remove`: see there."""
     with WriteLock(index.path, timeout=lock_timeout):
         clean_staging(index.path)
@@ -175,15 +176,19 @@ def migrate_upload_ids(writer: Store, uploads: Path) -> dict[str, str]:
 
 
 class _Embed:
-    """The embedder through the vector cache, counting what the model really embedded."""
+    """The embedder through the vector cache, counting what the model really embedded
+    and the seconds it took."""
 
     def __init__(self, embedder: Embedder, cache: VectorCache) -> None:
         self.embedder, self.cache = embedder, cache
         self.keys: list[bytes] = []
         self.embedded = self.reused = 0
+        self.seconds = 0.0
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        t = time.perf_counter()
         vecs, keys, n = cached_embed(self.embedder, texts, self.cache)
+        self.seconds += time.perf_counter() - t
         self.keys += keys
         self.embedded += n
         self.reused += len(texts) - n
@@ -194,7 +199,7 @@ class _Run:
     """One add under the write lock. `run` reads top to bottom: read and decide, embed,
     commit, update the derived files."""
 
-    def __init__(self, index: Index, writer: Store, roots: list[Path], cache: VectorCache,
+    def __init__(self, index: Reads, writer: Store, roots: list[Path], cache: VectorCache,
                  *, sync: bool, follow_links: bool, namespace: str,
                  pipeline: Pipeline | None) -> None:
         self.index, self.writer, self.roots, self.cache = index, writer, roots, cache
@@ -203,6 +208,7 @@ class _Run:
         self.hashes = writer.article_hashes()
         self.by_hash = {h: i for i, h in self.hashes.items()}
         self.paths_of = writer.article_paths()
+        self.sentences = index.sentences  # store sentence vectors too (off by default)
         self.sentence_chars = int(writer.meta().get("sentence_chars", SENTENCE_CHARS))
         self.embed = _Embed(index.embedder, cache)
         self.scope = SyncScope(roots)
@@ -215,26 +221,36 @@ class _Run:
         self.counts = {"added": 0, "updated": 0, "unchanged": 0, "chunks": 0, "kept": 0}
 
     def run(self, progress: Progress, t0: float) -> IndexReport:
-        before = self.writer.version
-        version, new_ids, gone_ids = self.writer.apply(self.upserts(progress), self.removals(),
-                                                       self.moves)
-        if version != before:
-            update_derived(self.index, self.writer, version, new_ids, gone_ids)
-        else:
-            finish_derived(self.index, self.writer)
+        bar = ProgressBar(progress, doing="counting the articles")
+        try:
+            bar.total = count_items(self.roots, follow_links=self.follow_links)
+            before, made, t = self.writer.version, [0.0], time.perf_counter()
+            version, new_ids, gone_ids = self.writer.apply(
+                timed(self.upserts(bar), made), self.removals(), self.moves)
+            store = time.perf_counter() - t - made[0]  # the transaction's own time
+            bar.doing("writing the search files (FAISS, BM25)")
+            t = time.perf_counter()
+            if version != before:
+                update_derived(self.index, self.writer, version, new_ids, gone_ids)
+            else:
+                finish_derived(self.index, self.writer)
+            derived = time.perf_counter() - t
+        finally:
+            bar.close()
         self.cache.committed(self.embed.keys)  # now in the store: evicted first
         articles, chunks = self.writer.counts()
-        c = self.counts
+        c, seconds, embed = self.counts, time.perf_counter() - t0, self.embed.seconds
         return IndexReport(
             added=c["added"], updated=c["updated"], removed=len(self.renamed) + len(self.removed),
             unchanged=c["unchanged"], skipped=tuple(self.skipped), chunks_added=c["chunks"],
-            articles=articles, chunks=chunks, seconds=time.perf_counter() - t0, kept=c["kept"],
-            moved=len(self.moves), embedded=self.embed.embedded, reused=self.embed.reused)
+            articles=articles, chunks=chunks, seconds=seconds, kept=c["kept"],
+            moved=len(self.moves), embedded=self.embed.embedded, reused=self.embed.reused,
+            stages=Stages(max(seconds - embed - store - derived, 0.0), embed, store, derived))
 
     # -- 1. read, and decide what each article needs ---------------------------------------
-    def upserts(self, progress: Progress) -> Iterator[Upsert]:
+    def upserts(self, bar: ProgressBar) -> Iterator[Upsert]:
         """Articles to write, embedded a batch at a time as the store consumes them."""
-        bar = ProgressBar(progress, count_items(self.roots, follow_links=self.follow_links))
+        bar.doing("reading")
         source = iter_articles(self.roots, follow_links=self.follow_links) \
             if self.pipeline is None else self.pipeline.run(self.index, self.roots, self.hashes)
         pending: list[tuple[Article, list[Chunk]]] = []
@@ -247,7 +263,7 @@ class _Run:
                 continue
             if isinstance(item, Prepared) and item.vectors is not None:  # embedded elsewhere
                 checkpoint("embedding")
-                bar.step(art.path or art.id)
+                bar.step(art.path or art.id, len(item.chunks))
                 self.counts["chunks"] += len(item.chunks)
                 yield (art, item.chunks, item.vectors) if item.blocks is None else \
                     (art, item.chunks, item.vectors, item.blocks)
@@ -259,7 +275,7 @@ class _Run:
         for art in self.requeue:
             self.chunked(art, pending, bar)
         yield from self.embedded(pending, bar)
-        bar.close()
+        bar.doing("committing")
 
     def chunked(self, art: Article, pending: list[tuple[Article, list[Chunk]]],
                 bar: ProgressBar) -> None:
@@ -350,15 +366,18 @@ class _Run:
                  bar: ProgressBar) -> Iterator[Upsert]:
         if not pending:
             return
+        bar.doing(f"embedding {sum(len(cs) for _, cs in pending)} chunks")
         vecs = self.embed([t for a, cs in pending for t in embedding_texts(a, cs)])
-        # The answerer's sentence vectors, stored with the chunks (rag.index.sentences).
+        # Sentence vectors, where the index stores them (`Index.sentences`: off by default).
         sents = embed_blocks(self.embed, [(a.text, cs) for a, cs in pending],
-                             self.sentence_chars)
+                             self.sentence_chars) if self.sentences else [None] * len(pending)
         checkpoint("embedding")
+        bar.doing("reading")
         n = 0
         for (a, cs), blocks in zip(pending, sents):
-            bar.step(a.path or a.id)  # an article counts as done once it is embedded
-            yield a, cs, vecs[n:n + len(cs)], blocks
+            bar.step(a.path or a.id, len(cs))  # an article counts as done once it is embedded
+            yield (a, cs, vecs[n:n + len(cs)]) if blocks is None else \
+                (a, cs, vecs[n:n + len(cs)], blocks)
             n += len(cs)
             self.counts["chunks"] += len(cs)
 

@@ -31,7 +31,7 @@ from rag.ingest.chunking import ChunkSpec
 
 if TYPE_CHECKING:
     from rag.embed.embedder import Embedder
-    from rag.index.facade import Index
+    from rag.index.reads import Reads
 
 INSTALL_HINT = 'indexing on Ray needs the scale extra: pip install ".[scale]" (or pip install "ray[data]")'
 LOCAL = "local"
@@ -189,17 +189,19 @@ def parse_files(batch: dict[str, np.ndarray], *, known: Any, spec: ChunkSpec,
 
 
 class EmbedActor:
-    """Ray Data actor: embeds the chunks of `Prepared` articles, and their sentences (as the
-    local writer does), with one embedder loaded once. On a GPU node the model moves to
-    the GPU. With `cache` (the index's vector cache, where the workers can reach its
-    file) vectors embedded before a kill are looked up instead of embedded again."""
+    """Ray Data actor: embeds the chunks of `Prepared` articles, and with `sentences`
+    their sentences (as the local writer does for an index that stores them), with one
+    embedder loaded once. On a GPU node the model moves to the GPU. With `cache` (the
+    index's vector cache, where the workers can reach its file) vectors embedded before a
+    kill are looked up instead of embedded again."""
 
     def __init__(self, recipe: Callable[[], Embedder], gpu: bool = False,
-                 sentence_chars: int = SENTENCE_CHARS, cache: str | None = None) -> None:
+                 sentence_chars: int = SENTENCE_CHARS, cache: str | None = None,
+                 sentences: bool = False) -> None:
         from rag.embed.cache import VectorCache
 
         self.embedder = recipe()
-        self.sentence_chars = sentence_chars
+        self.sentences, self.sentence_chars = sentences, sentence_chars
         self.cache = VectorCache(Path(cache), self.embedder.name, self.embedder.dim) \
             if cache else None
         if gpu:
@@ -228,12 +230,13 @@ class EmbedActor:
 
         vecs = self._embed([t for x in todo for t in embedding_texts(x.article, x.chunks)])
         blocks = embed_blocks(self._embed, [(x.article.text, x.chunks) for x in todo],
-                              self.sentence_chars)
+                              self.sentence_chars) if self.sentences else [None] * len(todo)
         out: list[Prepared | Skipped] = []
         n = 0
         for x, b in zip(todo, blocks):
             k = len(x.chunks)
-            out.append(Prepared(x.article, x.chunks, vecs[n:n + k], tuple(b)))
+            out.append(Prepared(x.article, x.chunks, vecs[n:n + k],
+                                None if b is None else tuple(b)))
             n += k
         return out
 
@@ -260,7 +263,7 @@ class RayPipeline:
     def _local(self) -> bool:
         return (self.address or os.environ.get("RAG_RAY_ADDRESS") or LOCAL) == LOCAL
 
-    def run(self, index: Index, roots: Sequence[Path],
+    def run(self, index: Reads, roots: Sequence[Path],
             known: Mapping[str, str]) -> Iterator[Article | Skipped | Prepared]:
         ray = connect(self.address, num_cpus=self.num_cpus)
         ctx = ray.data.DataContext.get_current()
@@ -292,7 +295,8 @@ class RayPipeline:
         ds = ds.map_batches(EmbedActor, batch_size=ARTICLES_PER_BATCH,
                             compute=ray.data.ActorPoolStrategy(size=size),
                             fn_constructor_kwargs={"recipe": recipe, "gpu": bool(gpus),
-                                                   "sentence_chars": chars, "cache": cache},
+                                                   "sentence_chars": chars, "cache": cache,
+                                                   "sentences": index.sentences},
                             **where)
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             for raw in batch["item"]:
