@@ -1,5 +1,5 @@
-"""Sentence vectors stored at index time (rag.index.sentences): right offsets, never
-stale, and the same answer scores as embedding the sentences on the fly."""
+"""Sentence vectors stored at index time (rag.index.sentences), in an index built to keep
+them (`sentences=True`, `rag index --sentences`): right offsets, never stale."""
 
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ import pytest
 from conftest import SEED_ID, SEEDS, write
 
 from rag import Index
-from rag.answering.extractive import SENTENCE_CHARS, score_sentences
-from rag.index.sentences import SentenceBlock
+from rag.index.sentences import SENTENCE_CHARS, SentenceBlock
 from rag.ingest.sentences import split_sentences
 
 QUESTIONS = ["How many missiles were intercepted?", "Where did the missiles hit?",
@@ -28,7 +27,8 @@ def index(tmp_path: Path, fake) -> Index:
     write(corpus / "tram.txt", "Tram line approved\n\nThe council voted on Monday. " * 3
           + "The new tram line will cost 312 million euros. Work starts in May 2026. "
           "Mayor Anne Roux said the line would serve 40,000 riders a day.")
-    return Index.build([corpus], tmp_path / "index", embedder=fake, progress=False)
+    return Index.build([corpus], tmp_path / "index", embedder=fake, progress=False,
+                       sentences=True)
 
 
 def _blocks(idx: Index) -> list[tuple[str, SentenceBlock]]:
@@ -57,30 +57,6 @@ def test_stored_vectors_are_the_sentences_embedded(index: Index, fake) -> None:
         want = fake.embed([text[a:b][:SENTENCE_CHARS] for a, b in block.spans.tolist()])
         cos = np.sum(block.vectors() * want, axis=1) / np.linalg.norm(block.vectors(), axis=1)
         assert cos.min() > 0.999
-
-
-@pytest.mark.parametrize("question", QUESTIONS)
-def test_scores_equal_the_on_the_fly_path(index: Index, question: str) -> None:
-    hits = index.search(question, k=5)
-    assert index.sentence_vectors(hits)  # the stored path is really taken
-    fresh = score_sentences(question, hits, index.embedder, index.embed_query(question))
-    stored = score_sentences(question, hits, index.embedder, index.embed_query(question),
-                             stored=index)
-    assert [(s.hit.article_id, s.start, s.end) for s in stored][:3] == \
-        [(s.hit.article_id, s.start, s.end) for s in fresh][:3]
-    assert np.allclose([s.score for s in stored], [s.score for s in fresh], atol=0.01)
-
-
-def test_an_index_without_sentence_vectors_still_answers(index: Index, tmp_path: Path) -> None:
-    q = QUESTIONS[0]
-    hits = index.search(q, k=5)
-    before = score_sentences(q, hits, index.embedder, index.embed_query(q), stored=index)
-    index.store.db.execute("DROP TABLE sentences")  # as written before they existed
-    index.store.db.execute("DELETE FROM meta WHERE key='sentence_chars'")
-    index.store.db.commit()
-    assert index.sentence_vectors(hits) == {}
-    after = score_sentences(q, hits, index.embedder, index.embed_query(q), stored=index)
-    assert [s.text for s in after][:3] == [s.text for s in before][:3]
 
 
 def test_another_sentence_length_is_not_served(index: Index) -> None:
@@ -115,7 +91,12 @@ def test_a_rewritten_article_never_gets_the_old_vectors(index: Index, tmp_path: 
     assert orphans == 0
 
 
-def test_real_model_int8_vectors_match_fp32(seed_index: Index, real_embedder) -> None:
+def test_real_model_int8_vectors_match_fp32(tmp_path: Path, real_embedder) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    shutil.copy(SEEDS / SEED_ID, corpus / SEED_ID)
+    seed_index = Index.build([corpus], tmp_path / "index", embedder=real_embedder,
+                             progress=False, sentences=True)
     blocks = _blocks(seed_index)
     text = seed_index.article(blocks[0][0]).text
     spans = [sp for _, b in blocks for sp in b.spans.tolist()]
@@ -148,11 +129,12 @@ def test_a_chunk_without_a_whole_sentence_is_indexed(tmp_path: Path, fake) -> No
     # One over-long sentence is cut into token windows: no chunk holds a whole sentence.
     write(tmp_path / "c" / "long.txt", "Long\n\n" + " ".join(["word"] * 900) + ".")
     write(tmp_path / "c" / "short.txt", "Short\n\nOne sentence here. Another one there.")
-    idx = Index.build([tmp_path / "c"], tmp_path / "idx", embedder=fake, progress=False)
+    idx = Index.build([tmp_path / "c"], tmp_path / "idx", embedder=fake, progress=False,
+                      sentences=True)
     hits = idx.search("word", k=3)
     assert hits and idx.stats().articles == 2
     assert all(h.text for h in hits)
-    assert score_sentences("word?", hits, idx.embedder, stored=idx) is not None
+    assert idx.sentence_vectors(hits) is not None
 
 
 def test_chunk_sentences_matches_the_plain_scan_on_random_texts() -> None:

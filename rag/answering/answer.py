@@ -1,8 +1,11 @@
 """`answer()`: grounded answers with citations, or a plain "not in the articles".
 
-The default mode is extractive (no LLM): the answer quotes the articles' best sentences.
-In LLM mode an OpenAI-compatible endpoint writes the answer and every sentence is then
-checked against the passage it cites; unsupported sentences are dropped.
+retrieve -> read -> answer. The default mode is extractive (no LLM): the trained reader
+finds the short answer in the retrieved passages and the answer quotes the sentence that
+holds it (`rag.answering.extractive`). In LLM mode an OpenAI-compatible endpoint writes the
+answer, offered the reader's span, and every sentence is then checked against the passage
+it cites; unsupported sentences are dropped, and a reply that leaves out a confident
+reader span is flagged.
 """
 
 from __future__ import annotations
@@ -13,22 +16,18 @@ from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from rag.answering.abstain import ABSTAIN_AT, judge
-from rag.answering.extractive import score_sentences, select
+from rag.answering.extractive import Read, answer_from, confidence, read_hits
 from rag.answering.followups import Turn, contextual_query, is_follow_up
-from rag.answering.short import lead
 from rag.errors import InputError, LLMError
 from rag.ingest.dates import age_days, as_of_date, display_date, year_range
-from rag.markers import cite
 from rag.options import ANSWER_MODES, MAX_QUERY_CHARS, AnswerMode, Filters
-from rag.results import Answer, Citation, Hit, Short
+from rag.results import Answer, Hit
 
 if TYPE_CHECKING:
     from rag.answering.llm import Generator
+    from rag.answering.reader import Reader
     from rag.index.facade import Index
 
-REPEAT_PENALTY = 0.1  # a follow-up rarely wants the sentence it was just given
-CONTEXT_WEIGHT = 0.3
 # Nearer articles are mildly preferred for every question (news is asked about at a date):
 # a hit's fused score (0-1) loses up to RECENCY_WEIGHT as its article ages, half of that
 # at RECENCY_HALF_LIFE_DAYS. Chosen on news-dev's tune split (see README).
@@ -48,16 +47,18 @@ def answer(
     llm: Generator | None = None,
     filters: Filters | None = None,
     fallback: bool = True,
+    reader: Reader | None = None,
 ) -> Answer:
     """Answer `question` from the articles in `index`, citing every sentence.
 
     `history` is the conversation so far as (question, answer) pairs, oldest first.
     `mode` is "extractive" (default, no LLM) or "llm" (needs `llm`, an OpenAI-compatible
     client); `filters` limits the articles drawn on; with `fallback`, an unreachable LLM gives the extractive answer plus a note.
+    `reader` replaces the shipped reader model.
     """
     final: Answer | None = None
     for part in answer_stream(question, index, history=history, k=k, mode=mode, llm=llm,
-                              filters=filters, fallback=fallback):
+                              filters=filters, fallback=fallback, reader=reader):
         if isinstance(part, Answer):
             final = part
     assert final is not None
@@ -74,6 +75,7 @@ def answer_stream(
     llm: Generator | None = None,
     filters: Filters | None = None,
     fallback: bool = True,
+    reader: Reader | None = None,
 ) -> Iterator[str | Answer]:
     """Like `answer()`, but yields the answer text as it grows, then the final `Answer`.
 
@@ -90,21 +92,34 @@ def answer_stream(
     if llm is not None and mode == "llm" and history and is_follow_up(question):
         query = _llm_rewrite(question, history, llm)
     hits = retrieve(question, index, history=history, k=k, filters=filters, query=query)
+    read = read_question(question, hits, history, reader)
     if llm is not None and mode == "llm":
         try:
-            yield from _llm_stream(question, hits, index, history, llm)
+            yield from _llm_stream(question, read, history, llm, index)
             return
         except LLMError as e:
             if not fallback:
                 raise
             note = f"{e} (showing the extractive answer instead)"
-            final = extract_answer(question, hits, index, history=history)
+            final = extract_answer(question, read)
             yield final.text
             yield replace(final, notes=(note,))
             return
-    final = extract_answer(question, hits, index, history=history)
+    final = extract_answer(question, read)
     yield final.text
     yield final
+
+
+def read_question(question: str, hits: Sequence[Hit], history: Sequence[Turn] = (),
+                  reader: Reader | None = None) -> Read:
+    """The reader's verdict on `hits`. A follow-up is read with its context ("he" is the
+    diplomat of the previous question) and avoids the sentence it was just given."""
+    from rag.answering.reader import shared_reader
+
+    follow_up = bool(history) and is_follow_up(question)
+    asked = contextual_query(question, history, with_answer=False) if follow_up else question
+    said = history[-1][1] if follow_up else ""
+    return read_hits(asked, hits, reader or shared_reader(), avoid=said)
 
 
 def _clean_question(question: str) -> str:
@@ -178,47 +193,11 @@ def prefer_recent(hits: Sequence[Hit], as_of: str, k: int,
     return [replace(h, rank=i) for i, h in enumerate(ranked, start=1)]
 
 
-def extract_answer(question: str, hits: Sequence[Hit], index: Index,
-                   history: Sequence[Turn] = ()) -> Answer:
-    """The extractive answer from `hits`, or an abstention when the evidence is weak.
-
-    A follow-up is scored both as asked and with its conversational context, and each
-    sentence keeps the better score ("he" in the question means the diplomat of the
-    previous turn)."""
-    scored = score_sentences(question, hits, index.embedder, index.embed_query(question),
-                             stored=index)
-    # A follow-up is scored mostly as asked, partly against the previous question (which
-    # says who "he" is), never against the previous answer (that would repeat it).
-    if history and scored and contextual_query(question, history) != question:
-        prev_q, said = history[-1]
-        ctx = {(s.hit.article_id, s.start): s.score
-               for s in score_sentences(prev_q, hits, index.embedder, index.embed_query(prev_q),
-                                         stored=index)}
-        scored = sorted(
-            (replace(s, score=(1 - CONTEXT_WEIGHT) * s.score
-                     + CONTEXT_WEIGHT * ctx.get((s.hit.article_id, s.start), 0.0)
-                     - REPEAT_PENALTY * (s.text in said))
-             for s in scored), key=lambda s: -s.score)
-    if not scored:
-        return _abstain(question, hits, 0.0)
-    first, span = lead(question, scored)
-    verdict = judge(question, hits, scored, index)
-    confidence = 1.0 - verdict.p_unanswerable
-    if verdict.p_unanswerable >= ABSTAIN_AT:
-        return _abstain(question, hits, confidence)
-    chosen = select(question, scored, first)
-    citations = []
-    parts = []
-    for n, s in enumerate(chosen, start=1):
-        citations.append(Citation.of(s.hit, n, s.text, s.start, s.end))
-        parts.append(f"{s.text} {cite(n)}")
-    short = None
-    if span is not None:
-        short = Short(text=span.text, n=1, start=first.start + span.start,
-                      end=first.start + span.end)
-    return Answer(question=question, text=" ".join(parts), citations=tuple(citations),
-                  hits=tuple(hits), abstained=False, mode="extractive",
-                  confidence=round(confidence, 4), short=short)
+def extract_answer(question: str, read: Read) -> Answer:
+    """The extractive answer from the reader's verdict, or a refusal naming the closest
+    passages (in the reader's order)."""
+    made = answer_from(question, read)
+    return made if made is not None else _abstain(question, read.hits, confidence(read))
 
 
 def _abstain(question: str, hits: Sequence[Hit], confidence: float, mode: str = "extractive",
@@ -281,18 +260,21 @@ def _llm_rewrite(question: str, history: Sequence[Turn], llm: Generator) -> str 
     return clean_rewrite(reply, fallback=contextual_query(question, history)) or None
 
 
-def _llm_stream(question: str, hits: Sequence[Hit], index: Index, history: Sequence[Turn],
-                llm: Generator) -> Iterator[str | Answer]:
-    from rag.answering.prompt import build_messages
+def _llm_stream(question: str, read: Read, history: Sequence[Turn], llm: Generator,
+                index: Index) -> Iterator[str | Answer]:
+    from rag.answering.prompt import build_messages, reader_hint
     from rag.answering.verify import ground_reply
 
+    hits = read.hits
     if not hits:
         yield NOT_IN_ARTICLES
         yield _abstain(question, hits, 0.0, mode="llm")
         return
     reply, checked, shown = "", "", ""
     embedder = _Memo(index.embedder)  # each check re-embeds the same passages: once is enough
-    for delta in llm.generate(build_messages(question, hits, history)):
+    n = hits.index(read.hit) + 1 if read.hit is not None and read.hit in hits else 0
+    hint = reader_hint(read.span.text, n) if read.span is not None and n else None
+    for delta in llm.generate(build_messages(question, hits, history, hint=hint)):
         reply += delta
         done = complete_sentences(reply)
         if len(done) > len(checked):  # a sentence ended: show what passes verification
@@ -305,6 +287,23 @@ def _llm_stream(question: str, hits: Sequence[Hit], index: Index, history: Seque
     if grounded.abstained:
         yield _abstain(question, hits, 0.0, mode="llm", dropped=grounded.dropped)
         return
+    notes: tuple[str, ...] = ()
+    if read.span is not None and not _says(grounded.text, read.span.text):
+        notes = (f"Check this answer: the reader found “{read.span.text}” in [{n}], "
+                 "which the generated answer does not say.",)
     yield Answer(question=question, text=grounded.text, citations=grounded.citations,
                  hits=tuple(hits), abstained=False, mode="llm", confidence=1.0,
-                 dropped=grounded.dropped)
+                 dropped=grounded.dropped, notes=notes)
+
+
+def _words(text: str) -> str:
+    return " ".join(re.findall(r"\w+", text.casefold()))
+
+
+def _says(text: str, phrase: str) -> bool:
+    """True when `phrase`'s words occur, in order and together, in `text`.
+
+    >>> _says("It cost $42 million, he said.", "42 million"), _says("Ann won.", "Bob")
+    (True, False)
+    """
+    return f" {_words(phrase)} " in f" {_words(text)} "

@@ -74,8 +74,18 @@ def format_source(n: int, hit: Hit) -> str:
     return "\n".join(lines)
 
 
+def reader_hint(span: str, n: int) -> str:
+    """The reader model's span, offered to the LLM beside the sources.
+
+    >>> reader_hint("42 million euros", 2)
+    'A reading model found this answer in [2]: "42 million euros". Use it if the source supports it.'
+    """
+    return f'A reading model found this answer in [{n}]: "{_one_line(span)}". Use it if the source supports it.'
+
+
 def build_messages(
-    question: str, hits: Sequence[Hit], history: Sequence[tuple[str, str]] = ()
+    question: str, hits: Sequence[Hit], history: Sequence[tuple[str, str]] = (),
+    hint: str | None = None,
 ) -> list[dict[str, str]]:
     """Messages asking for an answer to `question` from `hits`, cited as [1]..[k].
 
@@ -100,11 +110,12 @@ def build_messages(
         sources = "\n\n".join(format_source(n, hit) for n, hit in enumerate(hits, 1))
     else:
         sources = "(no sources were found)"
+    offered = f"{hint}\n\n" if hint else ""
     user = (
         f"Sources:\n\n{sources}\n\n"
         f"Answer from the sources above only, citing [n] after every sentence, "
         f"or reply {ABSTAIN} if they do not say.\n\n"
-        f"Question: {_one_line(question)}"
+        f"{offered}Question: {_one_line(question)}"
     )
     messages.append({"role": "user", "content": user})
     return messages

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,7 @@ class Reading:
     spans: tuple[Span, ...]
     threshold: float
     tokens: int
+    encoder_ms: float = 0.0  # of the read's time, what the model's forward passes took
 
     @property
     def margin(self) -> float:
@@ -127,12 +129,16 @@ class Reader:
         windows = make_windows(self.tokenizer, question, list(passages), self.max_tokens, self.stride)
         if not windows:
             return Reading(None, (), limit, 0)
+        t0 = time.perf_counter()
         start, end = self.logits(windows)
+        encoder_ms = 1000 * (time.perf_counter() - t0)
         ranked = rank(window_candidates(windows, start, end, self.max_answer_tokens))
-        spans = tuple(Span(passages[c.passage][c.start:c.end], c.passage, c.start, c.end, c.score)
-                      for c in ranked)
+        # An answer never runs across a line break (a headline into its story, one list
+        # item into the next): such spans are dropped, not cut.
+        spans = tuple(Span(text, c.passage, c.start, c.end, c.score) for c in ranked
+                      if "\n" not in (text := passages[c.passage][c.start:c.end]))
         best = spans[0] if spans and spans[0].score > limit else None
-        return Reading(best, spans, limit, sum(len(w.ids) for w in windows))
+        return Reading(best, spans, limit, sum(len(w.ids) for w in windows), encoder_ms)
 
     def logits(self, windows: Sequence[Window]) -> tuple[np.ndarray, np.ndarray]:
         """(start, end) logits for every window, (windows, longest window) in shape."""

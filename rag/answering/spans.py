@@ -18,6 +18,7 @@ from rag.answering.windows import Window
 
 MAX_ANSWER_TOKENS = 30  # SQuAD answers are almost all shorter; news answers are names and figures
 TOP_PER_WINDOW = 3
+N_BEST = 20  # starts and ends considered per window
 
 
 @dataclass(frozen=True)
@@ -46,20 +47,18 @@ def window_candidates(windows: Sequence[Window], start_logits: np.ndarray, end_l
         s = start_logits[w, lo:lo + n].astype(np.float64)
         e = end_logits[w, lo:lo + n].astype(np.float64)
         null = float(start_logits[w, 0]) + float(end_logits[w, 0])
-        # (n, n) sums, masked to j >= i and j - i < max_answer_tokens.
-        grid = s[:, None] + e[None, :]
-        i_idx, j_idx = np.indices(grid.shape)
-        grid[(j_idx < i_idx) | (j_idx - i_idx >= max_answer_tokens)] = -np.inf
-        flat = np.argsort(grid, axis=None)[::-1][:top]
-        for f in flat:
-            i, j = divmod(int(f), n)
-            logit = float(grid[i, j])
-            if not np.isfinite(logit):
-                continue
+        # The best starts and ends only, as SQuAD post-processing does (n_best): the full
+        # (n, n) grid cost more than the rest of the read outside the encoder.
+        starts = np.argsort(s)[::-1][:N_BEST]
+        ends = np.argsort(e)[::-1][:N_BEST]
+        pairs = [(s[i] + e[j], int(i), int(j)) for i in starts for j in ends
+                 if i <= j < i + max_answer_tokens]
+        pairs.sort(reverse=True)
+        for logit, i, j in pairs[:top]:
             a, b = win.offsets[i][0], win.offsets[j][1]
             if b <= a:
                 continue
-            out.append(Candidate(win.passage, a, b, logit - null, logit, null))
+            out.append(Candidate(win.passage, a, b, float(logit) - null, float(logit), null))
     return out
 
 

@@ -83,8 +83,8 @@ def notes(result: dict[str, Any]) -> str:
         f"contain a gold answer string: {strict}. Answer contains and citation precision are "
         "over answerable questions; token F1 is over all questions (an unanswerable question "
         "scores 1 when the answer abstained). The abstention threshold is the sweep's most "
-        "accurate one; the answerer abstains when its model's P(unanswerable) reaches "
-        f"{result.get('abstain_at')} (confidence = 1 - P). Short-answer figures are over all "
+        "accurate one; the answerer abstains when the reader finds no span above its "
+        "threshold (confidence = the logistic of the reader's margin). Short-answer figures are over all "
         "answerable questions (no short answer counts as a miss); intervals are 95 % Wilson."
     )
 

@@ -105,13 +105,14 @@ def bench_reader(dev: str | Path | None = None, *, limit: int = 0, model: str | 
         step = max(len(items) // limit, 1)
         items = items[::step][:limit]
     reader = Reader.load(model)
-    rows, ms, tokens, bad = [], [], [], 0
+    rows, ms, tokens, bad, encoder = [], [], [], 0, 0.0
     started = time.perf_counter()
     for n, item in enumerate(items, 1):
         t0 = time.perf_counter()
         reading = reader.read(item["question"], [item["context"]])
         ms.append(1000 * (time.perf_counter() - t0))
         tokens.append(reading.tokens)
+        encoder += reading.encoder_ms
         bad += sum(s.text != item["context"][s.start:s.end] for s in reading.spans)
         top = reading.spans[0] if reading.spans else None
         rows.append(Row(tuple(item["answers"]["text"]), top.text if top else "",
@@ -122,13 +123,15 @@ def bench_reader(dev: str | Path | None = None, *, limit: int = 0, model: str | 
                   end="", file=sys.stderr, flush=True)
     if progress:
         print(file=sys.stderr)
+    total_ms = sum(ms)
     ms.sort()
     best = best_threshold(rows)
     return {"dataset": str(path), "questions": len(rows), "model": model or "shipped",
             "shipped": summarize(rows, reader.threshold), "best": summarize(rows, best),
             "spans_not_their_slice": bad,
             "latency_ms": {"p50": round(ms[len(ms) // 2], 1), "p95": round(ms[int(len(ms) * .95)], 1)},
-            "tokens_per_question": round(sum(tokens) / len(tokens), 1)}
+            "tokens_per_question": round(sum(tokens) / len(tokens), 1),
+            "beyond_encoder": round(1 - encoder / total_ms, 3) if total_ms else 0.0}
 
 
 def print_reader(result: dict[str, Any]) -> None:
@@ -138,5 +141,6 @@ def print_reader(result: dict[str, Any]) -> None:
         print(f"  {label} {r['threshold']:.2f}: EM {r['all']['em']} F1 {r['all']['f1']} | "
               f"HasAns F1 {r['has_ans']['f1']} | NoAns {r['no_ans']['f1']}")
     print(f"  latency p50 {result['latency_ms']['p50']} ms, p95 {result['latency_ms']['p95']} ms, "
-          f"{result['tokens_per_question']} tokens read per question; "
+          f"{result['tokens_per_question']} tokens read per question, "
+          f"{100 * result['beyond_encoder']:.0f} % of it outside the encoder; "
           f"spans not equal to their passage slice: {result['spans_not_their_slice']}")

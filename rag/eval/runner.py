@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import os
 import sys
 import tempfile
@@ -130,9 +131,9 @@ def evaluate(
     `gold_path` is a gold JSONL file or `Gold` items. `k` is the number of passages the
     answer draws on (as in the chat). With `ablate`, the result's `ablations` compares
     dense, BM25 and hybrid retrieval. With `with_features`, each question also carries
-    its abstention features. A gold `question_date` is the question's as-of date.
+    the refusal's inputs (the reader's margin, the answering passage's cosine) for tuning
+    `MARGIN_SHIFT`/`MIN_COSINE`. A gold `question_date` is the question's as-of date.
     """
-    from rag.answering.abstain import ABSTAIN_AT, FEATURES
     from rag.answering.answer import answer, retrieve
     from rag.options import Filters
 
@@ -148,25 +149,23 @@ def evaluate(
         ans = answer(g.question, index, k=k, filters=filters)
         latency_ms = (time.perf_counter() - t0) * 1000
         hits = retrieve(g.question, index, k=RETRIEVAL_DEPTH, filters=filters)
-        features = _features(g.question, ans.hits, index) if with_features else None
+        features = _features(ans) if with_features else None
         results.append(score(g, ans, hits, latency_ms, features))
         if progress and (n % 25 == 0 or n == len(gold)):
             print(f"  {n}/{len(gold)} questions", file=sys.stderr, flush=True)
     result = summarize(results, index_seconds=index_seconds,
                        ablations=ablate_modes(gold, index) if ablate else None)
-    result["abstain_at"] = ABSTAIN_AT
-    result["abstain_features"] = list(FEATURES)
     return result
 
 
-def _features(question: str, hits: Sequence[Any], index: Index) -> dict[str, float]:
-    """The abstention model's inputs for one question (for fitting it: `rag.eval.fit`)."""
-    from rag.answering.abstain import FEATURES, features
-    from rag.answering.extractive import score_sentences
+def _features(ans: Any) -> dict[str, float]:
+    """The refusal's inputs for one answer: the reader's margin over its own refusal line
+    (recovered from the confidence, which is its logistic) and the first passage's cosine."""
+    from rag.answering.extractive import MARGIN_SHIFT
 
-    scored = score_sentences(question, hits, index.embedder, index.embed_query(question),
-                             stored=index)
-    return dict(zip(FEATURES, (round(v, 6) for v in features(question, hits, scored, index))))
+    c = min(max(float(ans.confidence), 1e-6), 1 - 1e-6)
+    return {"reader_margin": round(math.log(c / (1 - c)) + MARGIN_SHIFT, 4),
+            "cosine": round(float(ans.hits[0].dense), 4) if ans.hits else 0.0}
 
 
 # -- the command --------------------------------------------------------------------------------

@@ -105,7 +105,7 @@ def rank(flags: Sequence[bool]) -> int | None:
 def score(gold: Gold, ans: Answer, hits: Sequence[Hit], latency_ms: float,
           features: dict[str, float] | None = None) -> QuestionResult:
     """One answer scored against its gold question."""
-    from rag.answering.short import asked_kind
+    from rag.eval.kinds import asked_kind
 
     text = "" if ans.abstained else strip_markers(ans.text).strip()
     f1 = float(ans.abstained) if gold.unanswerable else (

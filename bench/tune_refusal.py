@@ -1,0 +1,162 @@
+"""Choose the refusal's settings (`MARGIN_SHIFT`, `MIN_COSINE`) and the passages read.
+
+    python bench/tune_refusal.py --index DIR [--gold ../shared/datasets/news-dev/gold.jsonl]
+        [--passages 1 3 5] [--json OUT] [--plot OUT.png]
+
+Every gold question is retrieved and read once with no refusal; each setting is then
+scored offline on the `tune` split: short-answer F1 where a gold answer exists (0 when
+refused), 1 for a refusal of an unanswerable question. The best setting whose false
+refusals stay <= 10 % is printed with the same figures on `report`, which were not used
+to choose it. The reader's own threshold comes from held-out SQuAD train (docs/READER.md);
+these settings move the line relative to it. Build the index first (`rag index
+../shared/datasets/news-dev/articles.jsonl --index DIR`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from rag import Filters, Index
+from rag.answering.answer import retrieve
+from rag.answering.extractive import READ_PASSAGES, read_hits
+from rag.answering.reader import shared_reader
+from rag.eval.metrics import contains_answer, token_f1
+from rag.eval.scoring import load_gold
+
+NEWS = Path(__file__).resolve().parent.parent.parent / "shared/datasets/news-dev/gold.jsonl"
+SHIFTS = [round(x, 2) for x in np.arange(-4.0, 8.01, 0.25)]
+COSINES = [round(x, 2) for x in np.arange(0.0, 0.61, 0.05)]
+MAX_FALSE_REFUSAL = 0.10
+
+
+def collect(index: Index, gold_path: Path, passages: int) -> list[dict]:
+    reader = shared_reader()
+    rows = []
+    gold = load_gold(gold_path)
+    started = time.perf_counter()
+    for n, g in enumerate(gold, 1):
+        hits = retrieve(g.question, index, k=5, filters=Filters(as_of=g.question_date))
+        t0 = time.perf_counter()
+        read = read_hits(g.question, hits, reader, passages=passages, shift=-math.inf,
+                         min_cosine=-math.inf)
+        ms = 1000 * (time.perf_counter() - t0)
+        span = read.span
+        rows.append({
+            "id": g.id, "split": getattr(g, "split", None) or _split(gold_path, g.id),
+            "unanswerable": g.unanswerable, "answers": list(g.answers),
+            "short": span.text if span else "",
+            "margin": (span.score - read.reading.threshold) if span else -math.inf,
+            "cosine": read.hit.dense if read.hit else 0.0, "read_ms": ms,
+            "sentence": read.hit.text if read.hit else ""})
+        if n % 25 == 0 or n == len(gold):
+            rate = n / (time.perf_counter() - started)
+            print(f"\r{n}/{len(gold)} questions, {rate:.1f}/s, ETA {(len(gold) - n) / rate:.0f} s",
+                  end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    return rows
+
+
+_SPLITS: dict[str, str] = {}
+
+
+def _split(path: Path, qid: str) -> str:
+    if not _SPLITS:
+        for line in path.open(encoding="utf-8"):
+            if line.strip():
+                row = json.loads(line)
+                _SPLITS[row["id"]] = row.get("split", "tune")
+    return _SPLITS.get(qid, "tune")
+
+
+def figures(rows: list[dict], shift: float, cosine: float) -> dict[str, float]:
+    answered = [r["margin"] > shift and r["cosine"] >= cosine for r in rows]
+    ans = [(r, a) for r, a in zip(rows, answered) if not r["unanswerable"]]
+    una = [(r, a) for r, a in zip(rows, answered) if r["unanswerable"]]
+    score = [token_f1(r["short"], r["answers"]) if a else 0.0 for r, a in ans]
+    score += [float(not a) for _, a in una]
+    return {
+        "objective": float(np.mean(score)) if score else 0.0,
+        "short_contains": float(np.mean([a and contains_answer(r["short"], r["answers"])
+                                         for r, a in ans])) if ans else 0.0,
+        "short_f1": float(np.mean([token_f1(r["short"], r["answers"]) if a else 0.0
+                                   for r, a in ans])) if ans else 0.0,
+        "abstention_recall": float(np.mean([not a for _, a in una])) if una else 0.0,
+        "false_abstention": float(np.mean([not a for _, a in ans])) if ans else 0.0,
+    }
+
+
+def choose(rows: list[dict]) -> tuple[float, float, dict[str, float]]:
+    best: tuple[float, float, dict[str, float]] | None = None
+    for s in SHIFTS:
+        for c in COSINES:
+            f = figures(rows, s, c)
+            if f["false_abstention"] > MAX_FALSE_REFUSAL:
+                continue
+            if best is None or f["objective"] > best[2]["objective"]:
+                best = (s, c, f)
+    assert best is not None
+    return best
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--index", required=True)
+    ap.add_argument("--gold", default=str(NEWS))
+    ap.add_argument("--passages", type=int, nargs="+", default=[READ_PASSAGES])
+    ap.add_argument("--json")
+    ap.add_argument("--plot")
+    args = ap.parse_args()
+    index = Index.load(args.index)
+    out = {}
+    for p in args.passages:
+        rows = collect(index, Path(args.gold), p)
+        tune = [r for r in rows if r["split"] == "tune"]
+        report = [r for r in rows if r["split"] != "tune"]
+        shift, cosine, f_tune = choose(tune)
+        f_report = figures(report, shift, cosine)
+        ms = sorted(r["read_ms"] for r in rows)
+        out[p] = {"shift": shift, "min_cosine": cosine, "tune": f_tune, "report": f_report,
+                  "no_refusal_report": figures(report, -math.inf, -1.0),
+                  "read_ms_p50": ms[len(ms) // 2], "read_ms_p95": ms[int(len(ms) * 0.95)],
+                  "rows": rows}
+        print(f"passages {p}: MARGIN_SHIFT {shift}, MIN_COSINE {cosine}; read p50 "
+              f"{out[p]['read_ms_p50']:.0f} ms, p95 {out[p]['read_ms_p95']:.0f} ms")
+        for name, f in (("tune (chosen on)", f_tune), ("report (not tuned on)", f_report)):
+            print(f"  {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in f.items()))
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=1, default=str))
+    if args.plot:
+        _plot(out, Path(args.plot))
+    return 0
+
+
+def _plot(out: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for p, res in out.items():
+        for split in ("tune", "report"):
+            rows = [r for r in res["rows"] if (r["split"] == "tune") == (split == "tune")]
+            pts = [figures(rows, s, res["min_cosine"]) for s in SHIFTS]
+            ax.plot([f["false_abstention"] for f in pts], [f["abstention_recall"] for f in pts],
+                    label=f"{p} passages, {split}")
+    ax.axvline(MAX_FALSE_REFUSAL, color="grey", linestyle=":")
+    ax.set_xlabel("false refusals (answerable questions refused)")
+    ax.set_ylabel("refusal recall (unanswerable refused)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
