@@ -143,8 +143,7 @@ def test_seed_short_answers_of_the_asked_type(seed_index, question: str, expecte
 
 @pytest.mark.parametrize("question", [
     "What did the French president say about the strikes?",
-    "Which US company manufactures ATACMS?",
-    "What is the range of the ATACMS missiles in kilometres?",
+    "What is the population of the Bryansk region?",
 ])
 def test_seed_questions_the_article_never_answers_abstain(seed_index, question: str) -> None:
     a = answer(question, seed_index)
