@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import threading
 import time
@@ -83,9 +84,15 @@ def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT,
     from rag.app.service import Service
 
     service = Service(index, corpus, OpenAICompatible.from_env())
+    built: dict[str, Any] = {}
+    # Ctrl-C must stop the app whenever it comes, even inside Gradio's launch(), which can
+    # swallow a KeyboardInterrupt (seen: a SIGINT right after the first page answered left
+    # the app running): the handler itself exits.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, lambda *_: stop_now(built.get("demo")))
     service.start()
     try:
-        demo = build(service, browser_secret(Path(index)))
+        demo = built["demo"] = build(service, browser_secret(Path(index)))
         demo.queue(default_concurrency_limit=4)
         try:
             demo.launch(server_name=host, server_port=port, auth=auth, css=CSS,
