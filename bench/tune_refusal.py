@@ -49,7 +49,7 @@ def collect(index: Index, gold_path: Path, passages: int) -> list[dict]:
         ms = 1000 * (time.perf_counter() - t0)
         span = read.span
         rows.append({
-            "id": g.id, "split": getattr(g, "split", None) or _split(gold_path, g.id),
+            "id": g.id, "split": g.split or "tune",
             "unanswerable": g.unanswerable, "answers": list(g.answers),
             "short": span.text if span else "",
             "margin": (span.score - read.reading.threshold) if span else -math.inf,
@@ -61,18 +61,6 @@ def collect(index: Index, gold_path: Path, passages: int) -> list[dict]:
                   end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
     return rows
-
-
-_SPLITS: dict[str, str] = {}
-
-
-def _split(path: Path, qid: str) -> str:
-    if not _SPLITS:
-        for line in path.open(encoding="utf-8"):
-            if line.strip():
-                row = json.loads(line)
-                _SPLITS[row["id"]] = row.get("split", "tune")
-    return _SPLITS.get(qid, "tune")
 
 
 def figures(rows: list[dict], shift: float, cosine: float) -> dict[str, float]:
