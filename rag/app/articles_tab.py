@@ -69,7 +69,7 @@ def articles_tab() -> Articles:
         files = gr.File(label="Add articles (.txt .md .html .htm .json .jsonl, "
                         f"up to {MAX_UPLOAD_BYTES // 2**20} MB each)",
                         file_count="multiple")  # types checked per file, reported
-        report = gr.Markdown()
+        report = gr.Markdown(elem_id="rag-articles-report")
         listing = gr.HTML(articles_html([]), elem_id="rag-article-list", padding=False)
         with gr.Row():
             chosen = gr.Dropdown([], multiselect=True, label="Articles to remove", scale=4)
@@ -111,22 +111,25 @@ def wire_articles(service: Service, arts: Articles, timer: Any, lists: list[Any]
 
     private: dict[str, Any] = {"api_visibility": "private"}
 
-    def refresh() -> tuple[Any, ...]:
+    def refresh(chosen: list[str] | None = None) -> tuple[Any, ...]:
         """The status line, article list, removal choices, index stats and the chat's
-        placeholder, as they are now."""
+        placeholder, as they are now. The articles the user has chosen stay chosen while
+        they exist: a refresh that lands after a pick (the timer's, an upload's, on a busy
+        machine) must not empty the choice, or Remove answers "Nothing selected"."""
         status = esc(service.summary())
         if not service.ready.is_set() or service.error:
             return status, gr.skip(), gr.skip(), status, gr.skip()
         infos = service.index().articles()
         choices = [(f"{printable(a.title or a.id)} ({display_date(a.published) or 'undated'})", a.id)
                    for a in infos]
+        ids = {a.id for a in infos}
         return (status, articles_html(infos, service.empty_help()),
-                gr.Dropdown(choices=choices, value=[]), service.stats_markdown(),
+                gr.Dropdown(choices=choices, value=[c for c in chosen or [] if c in ids]), service.stats_markdown(),
                 gr.Chatbot(placeholder=placeholder(service)))
 
-    def poll() -> tuple[Any, ...]:
+    def poll(chosen: list[str] | None) -> tuple[Any, ...]:
         ready = service.ready.is_set()  # read once: the lists must match the timer's state
-        return (gr.Timer(active=not ready), *refresh())
+        return (gr.Timer(active=not ready), *refresh(chosen))
 
     def upload(files: list[str] | None, progress: gr.Progress = gr.Progress()) -> str:  # noqa: B008
         if not files:
@@ -153,17 +156,19 @@ def wire_articles(service: Service, arts: Articles, timer: Any, lists: list[Any]
         except RagError as e:
             raise gr.Error(str(e)) from None
 
-    timer.tick(poll, outputs=[timer, *lists], show_progress="hidden", **private)
+    timer.tick(poll, inputs=[arts.chosen], outputs=[timer, *lists], show_progress="hidden",
+               **private)
     arts.files.upload(upload, inputs=[arts.files], outputs=[arts.report],
-                      api_name="upload").then(refresh, outputs=lists, **private)
+                      api_name="upload").then(refresh, inputs=[arts.chosen], outputs=lists,
+                                              **private)
     arts.remove.click(ask_first, inputs=[arts.chosen], outputs=[
         arts.report, arts.confirm_text, arts.confirm_box, arts.pending], **private)
     arts.confirm.click(remove_chosen, inputs=[arts.pending],
                        outputs=[arts.report, arts.confirm_box], **private).then(
-        refresh, outputs=lists, **private)
+        refresh, inputs=[arts.chosen], outputs=lists, **private)
     arts.cancel.click(lambda: gr.Column(visible=False), outputs=[arts.confirm_box], **private)
     for tab in (arts.tab, index_tab):
-        tab.select(refresh, outputs=lists, **private)
+        tab.select(refresh, inputs=[arts.chosen], outputs=lists, **private)
 
 
 def placeholder(service: Service) -> str:

@@ -47,6 +47,9 @@ def add_train_arguments(sp: argparse.ArgumentParser) -> None:
                     help="examples in the learning-rate plan (default 40000, ~75 min on 2 cores)")
     sp.add_argument("--init", help="start from this checkpoint's weights (continue the shipped "
                     "model: the run folder it was exported from)")
+    sp.add_argument("--skip", type=int, default=0,
+                    help="leave out the first N examples of the (seeded) stream: with --init, "
+                    "the examples the earlier run already trained on, so it reads new ones")
     sp.add_argument("--export", metavar="DIR", help="after training, export the reader to DIR "
                     "(default: no export; the shipped model lives in rag/answering/reader_model)")
     sp.add_argument("--limit", type=int, default=0, help="use only the first N questions (tests)")
@@ -81,7 +84,7 @@ def train_reader(args: argparse.Namespace) -> int:
         raise InputError(f"no train-v1.1.jsonl in {args.data}: pass --data with SQuAD 1.1 train")
     cfg = TrainConfig(data=str(args.data), out=str(out), minutes=args.minutes,
                       plan_examples=args.examples, limit=args.limit, threads=args.threads or 0,
-                      init=args.init or "", batch=args.batch,
+                      init=args.init or "", skip=args.skip, batch=args.batch,
                       checkpoint_minutes=args.checkpoint_minutes,
                       checkpoint_steps=args.checkpoint_steps, holdout_eval=args.holdout,
                       holdout_titles=args.holdout_titles, lr=args.lr)

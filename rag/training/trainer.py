@@ -68,6 +68,7 @@ class TrainConfig:
     limit: int = 0  # use only the first N training questions (tests)
     threads: int = 0
     init: str = ""  # start from this checkpoint's weights (a fresh schedule and optimizer)
+    skip: int = 0  # leave out the stream's first N examples: those the --init run saw
 
 
 def default_base() -> str:
@@ -195,7 +196,7 @@ def train(cfg: TrainConfig) -> Path:
     if cfg.limit:
         questions = questions[:cfg.limit]
     train_set, held = split_holdout(questions, cfg.holdout_titles)
-    stream = training_stream(train_set, seed=cfg.seed)
+    stream = training_stream(train_set, seed=cfg.seed)[cfg.skip:]
     held_slice = holdout_examples(held, cfg.holdout_eval, cfg.seed)
     total_steps = max(cfg.plan_examples // cfg.batch, 1)
     model = build_model(base)
