@@ -22,8 +22,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from rag.answering.spans import rank, window_candidates
 from rag.answering.windows import (
     MAX_TOKENS,
@@ -34,7 +32,7 @@ from rag.answering.windows import (
     pad,
     untruncated,
 )
-from rag.eval.metrics import exact_match, token_f1
+from rag.eval.reader_bench import Row, best_threshold, summarize
 from rag.faults import checkpoint as fault_point
 from rag.training.negatives import (
     HOLDOUT_TITLES,
@@ -144,38 +142,31 @@ def _log(out: Path, line: str) -> None:
 
 
 def evaluate(model: Any, tokenizer: Any, examples: Sequence[Example], cfg: TrainConfig) -> dict[str, float]:
-    """EM/F1 on held-out examples answering everything, and at the best no-answer threshold."""
+    """EM/F1 on held-out examples answering everything, and at the best no-answer threshold,
+    scored as `rag bench reader` scores (the official SQuAD 2.0 normalisation)."""
     import torch
 
     if not examples:
         return {}
     model.eval()
-    rows: list[tuple[float, str, list[str]]] = []
+    rows: list[Row] = []
     with torch.inference_mode():
-        for i in range(0, len(examples), 16):
-            part = examples[i:i + 16]
-            for ex in part:
-                windows = make_windows(tokenizer, ex.question, [ex.context], cfg.max_tokens, cfg.stride)
-                batch = {k: torch.from_numpy(v) for k, v in pad(windows).items()}
-                s, e = model(**batch)
-                ranked = rank(window_candidates(windows, s.float().numpy(), e.float().numpy()))
-                gold = [ex.answer_text] if ex.answerable else []
-                if ranked:
-                    best = ranked[0]
-                    rows.append((best.score, ex.context[best.start:best.end], gold))
-                else:
-                    rows.append((-math.inf, "", gold))
+        for ex in examples:
+            windows = make_windows(tokenizer, ex.question, [ex.context], cfg.max_tokens, cfg.stride)
+            batch = {k: torch.from_numpy(v) for k, v in pad(windows).items()}
+            s, e = model(**batch)
+            ranked = rank(window_candidates(windows, s.float().numpy(), e.float().numpy()))
+            gold = (ex.answer_text,) if ex.answerable else ()
+            top = ranked[0] if ranked else None
+            rows.append(Row(gold, ex.context[top.start:top.end] if top else "",
+                            top.score if top else -math.inf))
     model.train()
-    has = [r for r in rows if r[2]]
-    out = {"has_f1": float(np.mean([token_f1(t, g) for _, t, g in has])) if has else 0.0,
-           "has_em": float(np.mean([exact_match(t, g) for _, t, g in has])) if has else 0.0}
-    best_f1, best_t = -1.0, 0.0
-    for t in sorted({r[0] for r in rows} | {math.inf}):
-        f1 = float(np.mean([token_f1(text if s >= t else "", g) for s, text, g in rows]))
-        if f1 > best_f1:
-            best_f1, best_t = f1, t
-    out.update(best_f1=best_f1, best_threshold=best_t)
-    return out
+    answered = summarize(rows, -math.inf)  # answering everything: the span reading alone
+    threshold = best_threshold(rows)
+    best = summarize(rows, threshold)
+    return {"has_f1": (answered["has_ans"]["f1"] or 0.0) / 100,
+            "has_em": (answered["has_ans"]["em"] or 0.0) / 100,
+            "best_f1": best["all"]["f1"] / 100, "best_threshold": threshold}
 
 
 def holdout_examples(held: Sequence[Example], n: int, seed: int) -> list[Example]:
