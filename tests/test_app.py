@@ -43,15 +43,16 @@ def app_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def start_app(tmp_path: Path, corpus: Path, args: Sequence[str] = (),
-              timeout: float = 120.0) -> tuple[subprocess.Popen[bytes], str]:
-    """Start `python app.py` in `tmp_path` on a free port (index in tmp_path/index); return
-    the process and its URL once it answers HTTP."""
+def start_app(tmp_path: Path, corpus: Path | None, args: Sequence[str] = (),
+              timeout: float = 120.0, index: str = "index") -> tuple[subprocess.Popen[bytes], str]:
+    """Start `python app.py` in `tmp_path` on a free port (index in tmp_path/`index`; no
+    --corpus when `corpus` is None); return the process and its URL once it answers HTTP."""
     port = free_port()
     log = open(tmp_path / "app.log", "wb")  # closed when the process is
+    source = ["--corpus", os.path.relpath(corpus, tmp_path)] if corpus else []
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "app.py"), "--port", str(port),
-         "--index", "index", "--corpus", os.path.relpath(corpus, tmp_path), *args],
+         "--index", index, *source, *args],
         cwd=tmp_path, env=app_env(tmp_path), stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + timeout

@@ -35,11 +35,13 @@ Harbour officials said the crane ${window.__xss=3} will be serviced in July \
 {{constructor.constructor('window.__xss=4')()}} before the autumn season.
 """
 
-pytestmark = [
+# Every browser test module's marks (test_browser_articles imports them).
+BROWSER_MARKS = [
     pytest.mark.slow,
     pytest.mark.browser,
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is not installed"),
 ]
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture(scope="module")

@@ -8,47 +8,24 @@ page, never for a fixed time.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_app import ROOT, SEED_TITLE, app_env, free_port, read_log, stop_app
-from test_browser import CHROMIUM, TIMEOUT_MS, browser  # noqa: F401 - the fixture
+from test_app import ROOT, SEED_TITLE, start_app, stop_app
+from test_browser import BROWSER_MARKS, TIMEOUT_MS, browser  # noqa: F401 - the fixture
 
 PHONE, WIDE = {"width": 390, "height": 844}, {"width": 1280, "height": 900}
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is not installed"),
-]
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture(scope="module")
 def empty_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("empty-app")
-    port = free_port()
-    log = open(tmp / "app.log", "wb")  # closed when the process is
-    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port),
-                             "--index", "new-index"], cwd=tmp, env=app_env(tmp), stdout=log,
-                            stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 120
+    proc, url = start_app(tmp, None, index="new-index")
     try:
-        while True:
-            assert proc.poll() is None, read_log(tmp)
-            assert time.monotonic() < deadline, read_log(tmp)
-            try:
-                with urllib.request.urlopen(url, timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.5)  # polling a server's start, not waiting for a page state
         yield url
     finally:
         stop_app(proc)

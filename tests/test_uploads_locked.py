@@ -9,8 +9,9 @@ import signal
 import subprocess
 from pathlib import Path
 
-from conftest import child_env, write
+from conftest import write
 from fakes import FakeEmbedder
+from test_concurrency import start_paused
 
 from rag.app.service import Service
 from rag.index.facade import Index
@@ -28,15 +29,7 @@ def service_over(tmp_path: Path) -> Service:
 
 def holding_the_lock(driver: list[str], folder: Path, index: Path) -> subprocess.Popen[str]:
     """A `rag index` that holds the index's write lock (paused while "embedding")."""
-    proc = subprocess.Popen([*driver, "index", str(folder), "--index", str(index), "-q"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=child_env(RAG_FAULT_POINT="embedding", RAG_FAULT_WAIT="60"))
-    assert proc.stderr is not None
-    for line in proc.stderr:
-        if "RAG_FAULT_POINT reached: embedding" in line:
-            return proc
-    proc.kill()
-    raise AssertionError("the other writer never took the lock")
+    return start_paused([*driver, "index", str(folder), "--index", str(index), "-q"], 60)
 
 
 def test_an_upload_refused_by_the_lock_leaves_nothing_and_says_so(tmp_path: Path,
