@@ -108,3 +108,40 @@ def test_kill_and_resume_gives_the_uninterrupted_weights(tmp_path: Path) -> None
     refused = subprocess.run(_train(data, whole), capture_output=True, text=True, timeout=120,
                              env=child_env())
     assert refused.returncode == 1 and "--resume" in refused.stderr
+
+
+def test_training_continues_from_the_shipped_reader(tmp_path: Path) -> None:
+    """`--init` takes an exported reader: its int8 weights, dequantized, read as it reads."""
+    import numpy as np
+    import torch
+
+    from rag.answering.reader import MODEL_DIR, Reader
+    from rag.answering.windows import make_windows, pad
+    from rag.training.trainer import build_model, default_base, load_tokenizer
+
+    data = tiny_data(tmp_path / "data")
+    run = tmp_path / "run"
+    done = subprocess.run(_train(data, run, "--init", str(MODEL_DIR), "--examples", "4"),
+                          env=child_env(), capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "starting from the reader" in done.stdout
+    model = build_model(default_base(), attn="eager").eval()
+    model.load_state_dict(torch.load(run / "init-from-reader.pt", weights_only=False)["model"])
+    reader = Reader.load()
+    question, passage = "Who wrote the report?", ("The report was written by Ann Lee in 2021 "
+                                                  "for the council, which met in May in Oslo.")
+    feed = pad(make_windows(load_tokenizer(default_base()), question, [passage], 192, 64))
+    with torch.no_grad():
+        start, end = (t.numpy() for t in model(*(torch.from_numpy(feed[k]) for k in
+                                                 ("input_ids", "attention_mask", "token_type_ids"))))
+    want_start, want_end = reader.session.run(["start_logits", "end_logits"], feed)
+    mask = feed["attention_mask"].astype(bool)
+    # int8 against its own dequantized weights: close, not equal (activations are quantized too)
+    assert np.abs(start - want_start)[mask].max() < 1.5
+    assert np.abs(end - want_end)[mask].max() < 1.5
+    assert start.argmax() == want_start.argmax() and end.argmax() == want_end.argmax()
+    fresh = build_model(default_base(), attn="eager").eval()  # the base with an untrained head
+    with torch.no_grad():
+        untrained = fresh(*(torch.from_numpy(feed[k]) for k in
+                            ("input_ids", "attention_mask", "token_type_ids")))[0].numpy()
+    assert np.abs(untrained - want_start)[mask].max() > 3  # the test can tell the two apart

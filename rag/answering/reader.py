@@ -68,7 +68,8 @@ class Reading:
         return self.spans[0].score - self.threshold if self.spans else float("-inf")
 
 
-def _read_model(folder: Path) -> tuple[dict[str, Any], bytes]:
+def read_model(folder: Path) -> tuple[dict[str, Any], bytes]:
+    """(reader.json, the ONNX bytes) of an exported reader, every shard's checksum checked."""
     meta_path = folder / "reader.json"
     if not meta_path.is_file():
         raise ReaderError(f"no reader model at {folder} (reader.json missing): pass the folder "
@@ -107,7 +108,7 @@ class Reader:
         from tokenizers import Tokenizer
 
         folder = Path(path) if path is not None else MODEL_DIR
-        meta, model = _read_model(folder)
+        meta, model = read_model(folder)
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads

@@ -45,8 +45,9 @@ def add_train_arguments(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
     sp.add_argument("--examples", type=int, default=40_000,
                     help="examples in the learning-rate plan (default 40000, ~75 min on 2 cores)")
-    sp.add_argument("--init", help="start from this checkpoint's weights (continue the shipped "
-                    "model: the run folder it was exported from)")
+    sp.add_argument("--init", help="start from these weights with a fresh schedule: a run "
+                    "folder or checkpoint, or an exported reader folder (continue the shipped "
+                    "model: --init rag/answering/reader_model)")
     sp.add_argument("--skip", type=int, default=0,
                     help="leave out the first N examples of the (seeded) stream: with --init, "
                     "the examples the earlier run already trained on, so it reads new ones")
@@ -82,9 +83,17 @@ def train_reader(args: argparse.Namespace) -> int:
         raise InputError(f"nothing to resume in {out}: run without --resume to start")
     if not Path(args.data, "train-v1.1.jsonl").is_file():
         raise InputError(f"no train-v1.1.jsonl in {args.data}: pass --data with SQuAD 1.1 train")
+    init = args.init or ""
+    if init and (Path(init) / "reader.json").is_file() and not args.resume:
+        from rag.training.export import checkpoint_from_reader
+
+        # An exported reader holds no torch weights: its (dequantized) ONNX ones become a
+        # checkpoint in the run folder, which then records where it came from.
+        init = str(checkpoint_from_reader(init, out / "init-from-reader.pt"))
+        print(f"starting from the reader in {args.init} (int8 weights, dequantized)")
     cfg = TrainConfig(data=str(args.data), out=str(out), minutes=args.minutes,
                       plan_examples=args.examples, limit=args.limit, threads=args.threads or 0,
-                      init=args.init or "", skip=args.skip, batch=args.batch,
+                      init=init, skip=args.skip, batch=args.batch,
                       checkpoint_minutes=args.checkpoint_minutes,
                       checkpoint_steps=args.checkpoint_steps, holdout_eval=args.holdout,
                       holdout_titles=args.holdout_titles, lr=args.lr)

@@ -120,3 +120,60 @@ def export_reader(run: str | Path, out: str | Path, *, threshold: float, int8: b
         if stage.exists():
             shutil.rmtree(stage, ignore_errors=True)
     return out_dir
+
+
+def checkpoint_from_reader(reader: str | Path, out: str | Path, base: str = "") -> Path:
+    """An exported reader's weights (int8 dequantized) as a checkpoint that `--init` takes,
+    so the shipped model can be trained further without the run folder it came from.
+
+    The export's initializers carry the exporter's names, not torch's, so a fresh model is
+    exported once to learn which initializer holds which parameter (by value, transposed
+    or not); the reader's values for those names are then put back into torch's.
+    """
+    import onnx
+    import torch
+    from onnx import numpy_helper
+
+    from rag.answering.reader import read_model
+
+    _, data = read_model(Path(reader))
+    shipped = {t.name: numpy_helper.to_array(t) for t in onnx.load_from_string(data).graph.initializer}
+    base = base or default_base()
+    model = build_model(base, attn="eager").eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        export_onnx(model, load_tokenizer(base), Path(tmp) / "fresh.onnx")
+        fresh = {t.name: numpy_helper.to_array(t)
+                 for t in onnx.load(str(Path(tmp) / "fresh.onnx")).graph.initializer}
+    state = model.state_dict()
+    loaded = {}
+    for name, tensor in state.items():
+        value = tensor.numpy()
+        where = [(k, t) for k, v in fresh.items() for t in (False, True)
+                 if v.shape == (value.T.shape if t else value.shape)
+                 and np.array_equal(v.T if t else v, value)]
+        if not where:
+            continue  # not in the graph (position ids, a pooler the head never uses)
+        if len(where) > 1 and len({k for k, _ in where}) > 1:
+            raise RagError(f"cannot tell which exported weight is {name}: export the reader again")
+        key, transposed = where[0]
+        got = _dequantized(shipped, key)
+        loaded[name] = torch.from_numpy(np.ascontiguousarray(got.T if transposed else got))
+    if not any(k.startswith("qa.") for k in loaded) or len(loaded) < len(fresh) // 2:
+        raise RagError(f"{reader} does not hold this base model's reader: "
+                       "pass a checkpoint (a run folder) to --init instead")
+    model.load_state_dict({**state, **loaded})
+    out_path = Path(out)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": model.state_dict(), "from_reader": str(reader)}, out_path)
+    return out_path
+
+
+def _dequantized(weights: dict[str, np.ndarray], name: str) -> np.ndarray:
+    """A weight of the int8 export in fp32: (q - zero point) x scale, or as stored."""
+    if name in weights:
+        return weights[name].astype(np.float32)
+    q = weights.get(name + "_quantized")
+    if q is None:
+        raise RagError(f"the reader lacks the weight {name}: export it again")
+    zero = weights[name + "_zero_point"].astype(np.float32)
+    return ((q.astype(np.float32) - zero) * weights[name + "_scale"]).astype(np.float32)
