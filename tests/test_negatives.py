@@ -85,3 +85,21 @@ def test_the_stream_is_fixed_by_its_seed_and_keeps_answers_on_their_slice() -> N
             assert e.context[e.answer_start:e.answer_start + len(e.answer_text)] == e.answer_text
         else:
             assert e.answer_text == ""
+
+
+def test_a_mix_is_read_or_refused_with_what_to_write() -> None:
+    import pytest
+
+    from rag.errors import InputError
+    from rag.training.negatives import parse_mix
+
+    assert parse_mix("") is None
+    assert parse_mix("answer=.5, swap=.5") == {"answer": 0.5, "swap": 0.5}
+    for bad, says in (("answer=.5,typo=.5", "unknown kind"), ("answer=x", "not a number"),
+                      ("edit=1", "needs answer")):
+        with pytest.raises(InputError, match=says):
+            parse_mix(bad)
+    exs = [Example(f"q{i}", "t", PARA, "Who rebuilt the harbour of Lindqvist in 1921?",
+                   PARA.index("Maria Holt"), "Maria Holt") for i in range(30)]
+    only_answers = training_stream(exs, seed=0, mix=parse_mix("answer=1"))
+    assert {e.kind for e in only_answers} == {"answer"}

@@ -7,7 +7,13 @@ import json
 from pathlib import Path
 
 from rag.errors import InputError, RagError
-from rag.training.negatives import HOLDOUT_TITLES, load_squad, split_holdout, training_stream
+from rag.training.negatives import (
+    HOLDOUT_TITLES,
+    load_squad,
+    parse_mix,
+    split_holdout,
+    training_stream,
+)
 
 THRESHOLD_EXAMPLES = 2000  # held-out train questions (with their negatives) for the threshold
 
@@ -51,6 +57,12 @@ def add_train_arguments(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--skip", type=int, default=0,
                     help="leave out the first N examples of the (seeded) stream: with --init, "
                     "the examples the earlier run already trained on, so it reads new ones")
+    sp.add_argument("--steps", type=int, default=0,
+                    help="stop after N steps, the learning-rate plan unchanged (to repeat a run "
+                    "that stopped early, e.g. on --minutes)")
+    sp.add_argument("--mix", default="", help="the negatives' shares, e.g. "
+                    "answer=.55,edit=.25,other_paragraph=.1,minus_sentence=.1 (default: "
+                    "rag/training/negatives.py MIX)")
     sp.add_argument("--export", metavar="DIR", help="after training, export the reader to DIR "
                     "(default: no export; the shipped model lives in rag/answering/reader_model)")
     sp.add_argument("--limit", type=int, default=0, help="use only the first N questions (tests)")
@@ -83,6 +95,7 @@ def train_reader(args: argparse.Namespace) -> int:
         raise InputError(f"nothing to resume in {out}: run without --resume to start")
     if not Path(args.data, "train-v1.1.jsonl").is_file():
         raise InputError(f"no train-v1.1.jsonl in {args.data}: pass --data with SQuAD 1.1 train")
+    parse_mix(args.mix)  # a bad mix fails now, not after the data has loaded
     init = args.init or ""
     if init and (Path(init) / "reader.json").is_file() and not args.resume:
         from rag.training.export import checkpoint_from_reader
@@ -93,7 +106,7 @@ def train_reader(args: argparse.Namespace) -> int:
         print(f"starting from the reader in {args.init} (int8 weights, dequantized)")
     cfg = TrainConfig(data=str(args.data), out=str(out), minutes=args.minutes,
                       plan_examples=args.examples, limit=args.limit, threads=args.threads or 0,
-                      init=init, skip=args.skip, batch=args.batch,
+                      init=init, skip=args.skip, steps=args.steps, mix=args.mix, batch=args.batch,
                       checkpoint_minutes=args.checkpoint_minutes,
                       checkpoint_steps=args.checkpoint_steps, holdout_eval=args.holdout,
                       holdout_titles=args.holdout_titles, lr=args.lr)

@@ -215,6 +215,30 @@ def other_paragraph(ex: Example, paragraphs: Sequence[str], rng: random.Random) 
                    answer_text="", kind="other_paragraph")
 
 
+def parse_mix(text: str) -> dict[str, float] | None:
+    """`"answer=.55,edit=.25"` as a mix (None for an empty text: the default `MIX`).
+
+    >>> parse_mix("answer=1,edit=1")
+    {'answer': 1.0, 'edit': 1.0}
+    """
+    if not text.strip():
+        return None
+    mix = {}
+    for part in text.split(","):
+        name, _, share = part.partition("=")
+        name = name.strip()
+        if name not in {"answer", "edit", "swap", "other_paragraph", "minus_sentence"}:
+            raise InputError(f"unknown kind {name!r} in the mix: use answer, edit, swap, "
+                             "other_paragraph, minus_sentence")
+        try:
+            mix[name] = float(share)
+        except ValueError:
+            raise InputError(f"the share of {name} is not a number: write {name}=0.2") from None
+    if "answer" not in mix or sum(mix.values()) <= 0:
+        raise InputError("the mix needs answer=SHARE and shares that add up to more than 0")
+    return mix
+
+
 def training_stream(examples: Sequence[Example], seed: int = 0,
                     mix: dict[str, float] | None = None) -> list[Example]:
     """A shuffled list with each question once, turned into the kind that `mix` draws.

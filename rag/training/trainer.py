@@ -38,6 +38,7 @@ from rag.training.negatives import (
     HOLDOUT_TITLES,
     Example,
     load_squad,
+    parse_mix,
     split_holdout,
     training_stream,
 )
@@ -67,6 +68,8 @@ class TrainConfig:
     threads: int = 0
     init: str = ""  # start from this checkpoint's weights (a fresh schedule and optimizer)
     skip: int = 0  # leave out the stream's first N examples: those the --init run saw
+    steps: int = 0  # stop after this many steps (0 = the plan's end); the schedule keeps the plan
+    mix: str = ""  # the negatives' mix, "answer=.55,edit=.25,..." (empty = negatives.MIX)
 
 
 def default_base() -> str:
@@ -187,7 +190,7 @@ def train(cfg: TrainConfig) -> Path:
     if cfg.limit:
         questions = questions[:cfg.limit]
     train_set, held = split_holdout(questions, cfg.holdout_titles)
-    stream = training_stream(train_set, seed=cfg.seed)[cfg.skip:]
+    stream = training_stream(train_set, seed=cfg.seed, mix=parse_mix(cfg.mix))[cfg.skip:]
     held_slice = holdout_examples(held, cfg.holdout_eval, cfg.seed)
     total_steps = max(cfg.plan_examples // cfg.batch, 1)
     model = build_model(base)
@@ -215,7 +218,7 @@ def train(cfg: TrainConfig) -> Path:
     started = last_ckpt = time.monotonic()
     done_at_start = step
     loss_sum, loss_n = 0.0, 0
-    stop_steps = min(total_steps, math.ceil(len(stream) / cfg.batch))
+    stop_steps = min(total_steps, math.ceil(len(stream) / cfg.batch), cfg.steps or total_steps)
     while step < stop_steps:
         loss = batch_loss(model, tokenizer, stream[step * cfg.batch:(step + 1) * cfg.batch], cfg,
                           random.Random(cfg.seed * 1_000_003 + step))
