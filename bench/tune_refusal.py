@@ -1,4 +1,5 @@
-"""Choose the refusal's settings (`MARGIN_SHIFT`, `MIN_COSINE`) and the passages read.
+"""Choose the refusal's settings (`MARGIN_SHIFT`, `MIN_COSINE`), the second sentence's
+(`SECOND_GAP`) and the passages read.
 
     python bench/tune_refusal.py --index DIR [--gold ../shared/datasets/news-dev/gold.jsonl]
         [--passages 1 3 5] [--json OUT] [--plot OUT.png]
@@ -7,7 +8,8 @@ Every gold question is retrieved and read once with no refusal; each setting is 
 scored offline on the `tune` split: short-answer F1 where a gold answer exists (0 when
 refused), 1 for a refusal of an unanswerable question. The best setting whose false
 refusals stay <= 10 % is printed with the same figures on `report`, which were not used
-to choose it. The reader's own threshold comes from held-out SQuAD train (docs/READER.md);
+to choose it. `SECOND_GAP` is then chosen with those settings: the best answer-contains
+on `tune` at <= 1.5 sentences an answer. The reader's own threshold comes from held-out SQuAD train (docs/READER.md);
 these settings move the line relative to it. Build the index first (`rag index
 ../shared/datasets/news-dev/articles.jsonl --index DIR`).
 """
@@ -25,7 +27,7 @@ import numpy as np
 
 from rag import Filters, Index
 from rag.answering.answer import retrieve
-from rag.answering.extractive import READ_PASSAGES, read_hits
+from rag.answering.extractive import READ_PASSAGES, read_hits, runner_up, sentence_of
 from rag.answering.reader import shared_reader
 from rag.eval.metrics import contains_answer, token_f1
 from rag.eval.runner import load_gold
@@ -34,6 +36,8 @@ NEWS = Path(__file__).resolve().parent.parent.parent / "shared/datasets/news-dev
 SHIFTS = [round(x, 2) for x in np.arange(-16.0, 8.01, 0.25)]
 COSINES = [round(x, 2) for x in np.arange(0.0, 0.61, 0.05)]
 MAX_FALSE_REFUSAL = 0.10
+GAPS = [0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0]
+MAX_SENTENCES = 1.5
 
 
 def collect(index: Index, gold_path: Path, passages: int) -> list[dict]:
@@ -48,13 +52,20 @@ def collect(index: Index, gold_path: Path, passages: int) -> list[dict]:
                          min_cosine=-math.inf)
         ms = 1000 * (time.perf_counter() - t0)
         span = read.span
+        texts = [h.text for h in hits[:passages]]
+        first = sentence_of(texts[span.passage], span)[2] if span else ""
+        second = runner_up(read.reading, texts, span, limit=-math.inf) if span else None
         rows.append({
             "id": g.id, "split": g.split or "tune",
             "unanswerable": g.unanswerable, "answers": list(g.answers),
             "short": span.text if span else "",
             "margin": (span.score - read.reading.threshold) if span else -math.inf,
             "cosine": read.hit.dense if read.hit else 0.0, "read_ms": ms,
-            "sentence": read.hit.text if read.hit else ""})
+            "sentence": first,
+            # the runner-up in another sentence: its margin, cosine and sentence
+            "second_margin": (second.score - read.reading.threshold) if second else -math.inf,
+            "second_cosine": hits[second.passage].dense if second else 0.0,
+            "second_sentence": sentence_of(texts[second.passage], second)[2] if second else ""})
         if n % 25 == 0 or n == len(gold):
             rate = n / (time.perf_counter() - started)
             print(f"\r{n}/{len(gold)} questions, {rate:.1f}/s, ETA {(len(gold) - n) / rate:.0f} s",
@@ -80,6 +91,30 @@ def figures(rows: list[dict], shift: float, cosine: float) -> dict[str, float]:
     }
 
 
+def answer_figures(rows: list[dict], shift: float, cosine: float, gap: float) -> dict[str, float]:
+    """Answer-contains and sentences per answer on answerable questions with a second
+    sentence added within `gap` of the best span."""
+    ans = [r for r in rows if not r["unanswerable"] and r["margin"] > shift and r["cosine"] >= cosine]
+    if not ans:
+        return {"answer_contains": 0.0, "sentences": 0.0}
+    texts, counts = [], []
+    for r in ans:
+        two = (r["second_margin"] > max(shift, r["margin"] - gap)
+               and r["second_cosine"] >= cosine)
+        texts.append(r["sentence"] + (" " + r["second_sentence"] if two else ""))
+        counts.append(2 if two else 1)
+    n_ans = sum(not r["unanswerable"] for r in rows)
+    return {"answer_contains": sum(contains_answer(t, r["answers"]) for t, r in zip(texts, ans)) / n_ans,
+            "sentences": float(np.mean(counts))}
+
+
+def choose_gap(rows: list[dict], shift: float, cosine: float) -> tuple[float, dict[str, float]]:
+    """The gap with the best answer-contains at <= MAX_SENTENCES a answer (0: one sentence)."""
+    scored = [(g, answer_figures(rows, shift, cosine, g)) for g in GAPS]
+    allowed = [x for x in scored if x[1]["sentences"] <= MAX_SENTENCES] or scored[:1]
+    return max(allowed, key=lambda x: (x[1]["answer_contains"], -x[0]))
+
+
 def choose(rows: list[dict]) -> tuple[float, float, dict[str, float]]:
     """The best objective with false refusals <= MAX_FALSE_REFUSAL, else the best overall."""
     grid = [(s, c, figures(rows, s, c)) for s in SHIFTS for c in COSINES]
@@ -103,15 +138,22 @@ def main() -> int:
         report = [r for r in rows if r["split"] != "tune"]
         shift, cosine, f_tune = choose(tune)
         f_report = figures(report, shift, cosine)
+        gap, a_tune = choose_gap(tune, shift, cosine)
+        a_report = answer_figures(report, shift, cosine, gap)
         ms = sorted(r["read_ms"] for r in rows)
         out[p] = {"shift": shift, "min_cosine": cosine, "tune": f_tune, "report": f_report,
                   "no_refusal_report": figures(report, -math.inf, -1.0),
+                  "second_gap": gap, "answers_tune": a_tune, "answers_report": a_report,
+                  "one_sentence_report": answer_figures(report, shift, cosine, 0.0),
                   "read_ms_p50": ms[len(ms) // 2], "read_ms_p95": ms[int(len(ms) * 0.95)],
                   "rows": rows}
         print(f"passages {p}: MARGIN_SHIFT {shift}, MIN_COSINE {cosine}; read p50 "
               f"{out[p]['read_ms_p50']:.0f} ms, p95 {out[p]['read_ms_p95']:.0f} ms")
-        for name, f in (("tune (chosen on)", f_tune), ("report (not tuned on)", f_report)):
+        for name, f in (("tune (chosen on)", {**f_tune, **a_tune}),
+                        ("report (not tuned on)", {**f_report, **a_report})):
             print(f"  {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in f.items()))
+        print(f"  SECOND_GAP {gap} (one sentence on report: answer_contains "
+              f"{out[p]['one_sentence_report']['answer_contains']:.3f})")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1, default=str))
     if args.plot:

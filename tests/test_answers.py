@@ -134,7 +134,11 @@ def test_seed_short_answers_of_the_asked_type(seed_index, question: str, expecte
     a = answer(question, seed_index)
     assert not a.abstained, a.text
     assert a.short is not None and expected in a.short.text, a.short
-    assert len(a.citations) == 1
+    # The short answer's sentence first, cited [1]; at most one runner-up sentence after it.
+    assert a.short.n == 1 and len(a.citations) <= 2
+    assert a.text.startswith(a.citations[0].quote)
+    if len(a.citations) == 2:
+        assert a.citations[1].quote != a.citations[0].quote and "[2]" in a.text
     _check_short(a, seed_index.article(SEED_ID).text)
     # Sources in the reader's order: the first source is the passage that answers.
     assert a.hits[0].chunk_id == a.citations[0].chunk_id
@@ -193,3 +197,21 @@ def test_a_tiny_article_and_a_table_never_put_the_short_answer_outside_its_sente
             art = idx.article(a.citations[0].article_id).text
             _check_short(a, art)
             assert "\n" not in a.short.text
+
+
+def test_a_second_sentence_only_when_the_reader_is_torn() -> None:
+    """`runner_up`: another sentence's span within the gap, never the best's own sentence
+    or a copy of it, never under the line."""
+    from rag.answering.extractive import runner_up
+    from rag.answering.reader import Reading, Span
+
+    texts = ["Ann Lee won the race. Bob came second.", "Ann Lee won the race.",
+             "The winner was Cy Young, the board said."]
+    best = Span("Ann Lee", 0, 0, 7, 9.0)
+    same_sentence = Span("the race", 0, 12, 20, 8.9)
+    copy = Span("Ann Lee", 1, 0, 7, 8.8)
+    other = Span("Cy Young", 2, 15, 23, 8.0)
+    reading = Reading(best, (best, same_sentence, copy, other), 0.0, 30)
+    assert runner_up(reading, texts, best, limit=7.0) == other
+    assert runner_up(reading, texts, best, limit=8.5) is None  # outside the gap
+    assert runner_up(reading, texts, best, limit=7.0, usable=lambda s: s.passage != 2) is None

@@ -13,7 +13,7 @@ about the question at all).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from rag.answering.reader import Reader, Reading, Span
@@ -32,6 +32,11 @@ READ_PASSAGES = 5
 # moves down (at shift 0, a third of tune's answerable questions were refused).
 MARGIN_SHIFT = -5.5
 MIN_COSINE = 0.25
+# A second sentence joins the answer when the reader's best span in another sentence scores
+# within SECOND_GAP of the best (and clears the refusal line): the reader is torn, and the
+# user sees both candidates, each cited. Chosen on news-dev tune with the refusal's
+# settings (bench/tune_refusal.py): the best answer-contains at <= 1.5 sentences an answer.
+SECOND_GAP = 1.0
 MAX_QUOTE_CHARS = 400  # a "sentence" longer than this (a table, a list) is quoted around the span
 
 
@@ -43,14 +48,16 @@ class Read:
     hits: tuple[Hit, ...]  # re-ordered: passages with the best spans first
     span: Span | None  # the span the answer uses (None: refuse)
     hit: Hit | None  # the passage it comes from
+    second: Span | None = None  # a close runner-up in another sentence, quoted second
+    second_hit: Hit | None = None
 
 
 def read_hits(question: str, hits: Sequence[Hit], reader: Reader, *,
               passages: int = READ_PASSAGES, avoid: str = "", shift: float = MARGIN_SHIFT,
-              min_cosine: float = MIN_COSINE) -> Read:
+              min_cosine: float = MIN_COSINE, gap: float = SECOND_GAP) -> Read:
     """Read the top `passages` hits and decide; `avoid` is text the user was just given
     (a follow-up rarely wants the same sentence again). `shift` and `min_cosine` are the
-    refusal's settings (the tuner sweeps them)."""
+    refusal's settings, `gap` the second sentence's (the tuner sweeps them)."""
     read = list(hits[:passages])
     reading = reader.read(question, [h.text for h in read])
     best_of: dict[int, float] = {}
@@ -60,19 +67,39 @@ def read_hits(question: str, hits: Sequence[Hit], reader: Reader, *,
     ordered = [read[i] for i in order] + list(hits[passages:])
     ordered = [replace(h, rank=r) for r, h in enumerate(ordered, start=1)]
     span = next((s for s in reading.spans if not avoid or
-                 _sentence(read[s.passage].text, s)[2] not in avoid), None)
+                 sentence_of(read[s.passage].text, s)[2] not in avoid), None)
     limit = reading.threshold + shift
     hit = read[span.passage] if span is not None else None
     if span is None or span.score <= limit or (hit is not None and hit.dense < min_cosine):
         return Read(reading, tuple(ordered), None, None)
     assert hit is not None
-    return Read(reading, tuple(ordered), span, replace(hit, rank=order.index(span.passage) + 1))
+    second = runner_up(reading, [h.text for h in read], span, limit=max(limit, span.score - gap),
+                       usable=lambda s: read[s.passage].dense >= min_cosine and not (
+                           avoid and sentence_of(read[s.passage].text, s)[2] in avoid))
+    return Read(reading, tuple(ordered), span, replace(hit, rank=order.index(span.passage) + 1),
+                second, replace(read[second.passage], rank=order.index(second.passage) + 1)
+                if second is not None else None)
 
 
-def _sentence(text: str, span: Span) -> tuple[int, int, str]:
+def runner_up(reading: Reading, texts: Sequence[str], best: Span, *, limit: float,
+              usable: Callable[[Span], bool] = lambda s: True) -> Span | None:
+    """The best span above `limit` whose sentence is neither the best span's nor a copy of
+    it (wire copy repeats sentences across articles), or None."""
+    first = sentence_of(texts[best.passage], best)
+    for s in reading.spans:
+        if s.score <= limit:
+            return None
+        a, b, quote = sentence_of(texts[s.passage], s)
+        same = s.passage == best.passage and a < first[1] and b > first[0]
+        if not same and quote != first[2] and usable(s):
+            return s
+    return None
+
+
+def sentence_of(text: str, span: Span) -> tuple[int, int, str]:
     """The sentence(s) of `text` that hold the span, as (start, end, text).
 
-    >>> _sentence("It rained. Ann won the race. Bob lost.", Span("Ann", 0, 11, 14, 1.0))
+    >>> sentence_of("It rained. Ann won the race. Bob lost.", Span("Ann", 0, 11, 14, 1.0))
     (11, 28, 'Ann won the race.')
     """
     bounds = [(a, b) for a, b in split_sentences(text) if a < span.end and b > span.start]
@@ -107,9 +134,15 @@ def answer_from(question: str, read: Read) -> Answer | None:
     if read.span is None or read.hit is None:
         return None
     hit, span = read.hit, read.span
-    a, b, quote = _sentence(hit.text, span)
+    a, b, quote = sentence_of(hit.text, span)
     citation = Citation.of(hit, 1, quote, hit.start + a, hit.start + b)
     short = Short(text=span.text, n=1, start=hit.start + span.start, end=hit.start + span.end)
-    return Answer(question=question, text=f"{quote} {cite(1)}", citations=(citation,),
+    citations, text = [citation], f"{quote} {cite(1)}"
+    if read.second is not None and read.second_hit is not None:
+        c, d, also = sentence_of(read.second_hit.text, read.second)
+        h2 = read.second_hit
+        citations.append(Citation.of(h2, 2, also, h2.start + c, h2.start + d))
+        text += f" {also} {cite(2)}"
+    return Answer(question=question, text=text, citations=tuple(citations),
                   hits=read.hits, abstained=False, mode="extractive",
                   confidence=round(confidence(read), 4), short=short)
