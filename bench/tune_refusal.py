@@ -1,4 +1,4 @@
-"""Choose the refusal's settings (`MARGIN_SHIFT`, `MIN_COSINE`), the second sentence's
+"""Choose the refusal's settings (`MARGIN_SHIFT`, `MIN_COSINE`, `MIN_COVERAGE`), the second sentence's
 (`SECOND_GAP`) and the passages read.
 
     python bench/tune_refusal.py --index DIR [--gold ../shared/datasets/news-dev/gold.jsonl]
@@ -22,11 +22,13 @@ import math
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from rag import Filters, Index
 from rag.answering.answer import retrieve
+from rag.answering.evidence import coverage
 from rag.answering.extractive import READ_PASSAGES, read_hits, runner_up, sentence_of
 from rag.answering.reader import shared_reader
 from rag.eval.metrics import contains_answer, token_f1
@@ -35,6 +37,7 @@ from rag.eval.runner import load_gold
 NEWS = Path(__file__).resolve().parent.parent.parent / "shared/datasets/news-dev/gold.jsonl"
 SHIFTS = [round(x, 2) for x in np.arange(-16.0, 8.01, 0.25)]
 COSINES = [round(x, 2) for x in np.arange(0.0, 0.61, 0.05)]
+COVERAGES = [0.0, 0.2, 0.34, 0.5, 0.6, 0.67, 0.75, 0.8, 1.0]
 MAX_FALSE_REFUSAL = 0.10
 GAPS = [0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0]
 MAX_SENTENCES = 1.5
@@ -61,6 +64,7 @@ def collect(index: Index, gold_path: Path, passages: int) -> list[dict]:
             "short": span.text if span else "",
             "margin": (span.score - read.reading.threshold) if span else -math.inf,
             "cosine": read.hit.dense if read.hit else 0.0, "read_ms": ms,
+            "coverage": coverage(g.question, f"{read.hit.title}\n{read.hit.text}") if read.hit else 0.0,
             "sentence": first,
             # the runner-up in another sentence: its margin, cosine and sentence
             "second_margin": (second.score - read.reading.threshold) if second else -math.inf,
@@ -74,8 +78,21 @@ def collect(index: Index, gold_path: Path, passages: int) -> list[dict]:
     return rows
 
 
-def figures(rows: list[dict], shift: float, cosine: float) -> dict[str, float]:
-    answered = [r["margin"] > shift and r["cosine"] >= cosine for r in rows]
+class Setting(NamedTuple):
+    shift: float  # MARGIN_SHIFT
+    cosine: float  # MIN_COSINE
+    cover: float  # MIN_COVERAGE
+
+
+NO_REFUSAL = Setting(-math.inf, -1.0, 0.0)
+
+
+def answers(r: dict, st: Setting) -> bool:
+    return r["margin"] > st.shift and r["cosine"] >= st.cosine and r["coverage"] >= st.cover
+
+
+def figures(rows: list[dict], st: Setting) -> dict[str, float]:
+    answered = [answers(r, st) for r in rows]
     ans = [(r, a) for r, a in zip(rows, answered) if not r["unanswerable"]]
     una = [(r, a) for r, a in zip(rows, answered) if r["unanswerable"]]
     score = [token_f1(r["short"], r["answers"]) if a else 0.0 for r, a in ans]
@@ -91,16 +108,15 @@ def figures(rows: list[dict], shift: float, cosine: float) -> dict[str, float]:
     }
 
 
-def answer_figures(rows: list[dict], shift: float, cosine: float, gap: float) -> dict[str, float]:
-    """Answer-contains and sentences per answer on answerable questions with a second
-    sentence added within `gap` of the best span."""
-    ans = [r for r in rows if not r["unanswerable"] and r["margin"] > shift and r["cosine"] >= cosine]
+def answer_figures(rows: list[dict], st: Setting, gap: float) -> dict[str, float]:
+    """Answer-contains (over all answerable questions) and sentences per answer with a
+    second sentence added within `gap` of the best span."""
+    ans = [r for r in rows if not r["unanswerable"] and answers(r, st)]
     if not ans:
         return {"answer_contains": 0.0, "sentences": 0.0}
     texts, counts = [], []
     for r in ans:
-        two = (r["second_margin"] > max(shift, r["margin"] - gap)
-               and r["second_cosine"] >= cosine)
+        two = r["second_margin"] > max(st.shift, r["margin"] - gap) and r["second_cosine"] >= st.cosine
         texts.append(r["sentence"] + (" " + r["second_sentence"] if two else ""))
         counts.append(2 if two else 1)
     n_ans = sum(not r["unanswerable"] for r in rows)
@@ -108,18 +124,21 @@ def answer_figures(rows: list[dict], shift: float, cosine: float, gap: float) ->
             "sentences": float(np.mean(counts))}
 
 
-def choose_gap(rows: list[dict], shift: float, cosine: float) -> tuple[float, dict[str, float]]:
-    """The gap with the best answer-contains at <= MAX_SENTENCES a answer (0: one sentence)."""
-    scored = [(g, answer_figures(rows, shift, cosine, g)) for g in GAPS]
+def choose_gap(rows: list[dict], st: Setting) -> tuple[float, dict[str, float]]:
+    """The gap with the best answer-contains at <= MAX_SENTENCES an answer (0: one sentence)."""
+    scored = [(g, answer_figures(rows, st, g)) for g in GAPS]
     allowed = [x for x in scored if x[1]["sentences"] <= MAX_SENTENCES] or scored[:1]
     return max(allowed, key=lambda x: (x[1]["answer_contains"], -x[0]))
 
 
-def choose(rows: list[dict]) -> tuple[float, float, dict[str, float]]:
-    """The best objective with false refusals <= MAX_FALSE_REFUSAL, else the best overall."""
-    grid = [(s, c, figures(rows, s, c)) for s in SHIFTS for c in COSINES]
-    allowed = [g for g in grid if g[2]["false_abstention"] <= MAX_FALSE_REFUSAL] or grid
-    return max(allowed, key=lambda g: g[2]["objective"])
+def choose(rows: list[dict]) -> tuple[Setting, dict[str, float]]:
+    """The best objective with false refusals <= MAX_FALSE_REFUSAL, else the best overall;
+    among equals, the mildest setting (a refusal rule must earn its place)."""
+    grid = [(st, figures(rows, st)) for st in
+            (Setting(s, c, v) for s in SHIFTS for c in COSINES for v in COVERAGES)]
+    allowed = [g for g in grid if g[1]["false_abstention"] <= MAX_FALSE_REFUSAL] or grid
+    return max(allowed, key=lambda g: (round(g[1]["objective"], 6), -g[0].cover, -g[0].cosine,
+                                       -g[0].shift))
 
 
 def main() -> int:
@@ -136,18 +155,21 @@ def main() -> int:
         rows = collect(index, Path(args.gold), p)
         tune = [r for r in rows if r["split"] == "tune"]
         report = [r for r in rows if r["split"] != "tune"]
-        shift, cosine, f_tune = choose(tune)
-        f_report = figures(report, shift, cosine)
-        gap, a_tune = choose_gap(tune, shift, cosine)
-        a_report = answer_figures(report, shift, cosine, gap)
+        st, f_tune = choose(tune)
+        f_report = figures(report, st)
+        gap, a_tune = choose_gap(tune, st)
+        a_report = answer_figures(report, st, gap)
         ms = sorted(r["read_ms"] for r in rows)
-        out[p] = {"shift": shift, "min_cosine": cosine, "tune": f_tune, "report": f_report,
-                  "no_refusal_report": figures(report, -math.inf, -1.0),
+        out[p] = {"shift": st.shift, "min_cosine": st.cosine, "min_coverage": st.cover,
+                  "tune": f_tune, "report": f_report,
+                  "no_refusal_report": figures(report, NO_REFUSAL),
+                  "without_coverage_report": figures(report, st._replace(cover=0.0)),
                   "second_gap": gap, "answers_tune": a_tune, "answers_report": a_report,
-                  "one_sentence_report": answer_figures(report, shift, cosine, 0.0),
+                  "one_sentence_report": answer_figures(report, st, 0.0),
                   "read_ms_p50": ms[len(ms) // 2], "read_ms_p95": ms[int(len(ms) * 0.95)],
                   "rows": rows}
-        print(f"passages {p}: MARGIN_SHIFT {shift}, MIN_COSINE {cosine}; read p50 "
+        print(f"passages {p}: MARGIN_SHIFT {st.shift}, MIN_COSINE {st.cosine}, MIN_COVERAGE "
+              f"{st.cover}; read p50 "
               f"{out[p]['read_ms_p50']:.0f} ms, p95 {out[p]['read_ms_p95']:.0f} ms")
         for name, f in (("tune (chosen on)", {**f_tune, **a_tune}),
                         ("report (not tuned on)", {**f_report, **a_report})):
@@ -171,7 +193,8 @@ def _plot(out: dict, path: Path) -> None:
     for p, res in out.items():
         for split in ("tune", "report"):
             rows = [r for r in res["rows"] if (r["split"] == "tune") == (split == "tune")]
-            pts = [figures(rows, s, res["min_cosine"]) for s in SHIFTS]
+            pts = [figures(rows, Setting(s, res["min_cosine"], res["min_coverage"]))
+                   for s in SHIFTS]
             ax.plot([f["false_abstention"] for f in pts], [f["abstention_recall"] for f in pts],
                     label=f"{p} passages, {split}")
     ax.axvline(MAX_FALSE_REFUSAL, color="grey", linestyle=":")

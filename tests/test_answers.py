@@ -215,3 +215,19 @@ def test_a_second_sentence_only_when_the_reader_is_torn() -> None:
     assert runner_up(reading, texts, best, limit=7.0) == other
     assert runner_up(reading, texts, best, limit=8.5) is None  # outside the gap
     assert runner_up(reading, texts, best, limit=7.0, usable=lambda s: s.passage != 2) is None
+
+
+def test_a_passage_that_lacks_the_questions_names_can_be_refused(seed_index) -> None:
+    """MIN_COVERAGE: the answering passage must hold that share of the question's names."""
+    from rag.answering.answer import retrieve
+    from rag.answering.extractive import read_hits
+    from rag.answering.reader import shared_reader
+
+    question = "Which agency accused the Glorpton diplomat of spying?"  # no Glorpton anywhere
+    hits = retrieve(question, seed_index, k=5)
+    kept = read_hits(question, hits, shared_reader(), shift=-1e9, min_cosine=-1.0,
+                     min_coverage=0.0)
+    assert kept.span is not None
+    strict = read_hits(question, hits, shared_reader(), shift=-1e9, min_cosine=-1.0,
+                       min_coverage=0.5)
+    assert strict.span is None and strict.hits == kept.hits  # refused, sources still listed

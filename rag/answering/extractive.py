@@ -16,6 +16,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
+from rag.answering.evidence import coverage
 from rag.answering.reader import Reader, Reading, Span
 from rag.ingest.sentences import split_sentences
 from rag.markers import cite
@@ -32,6 +33,9 @@ READ_PASSAGES = 5
 # moves down (at shift 0, a third of tune's answerable questions were refused).
 MARGIN_SHIFT = -5.5
 MIN_COSINE = 0.25
+# ... and the answering passage (with its title) holds at least this share of the names and
+# numbers the question turns on (`evidence.coverage`). Chosen with the two above.
+MIN_COVERAGE = 0.0
 # A second sentence joins the answer when the reader's best span in another sentence scores
 # within SECOND_GAP of the best (and clears the refusal line): the reader is torn, and the
 # user sees both candidates, each cited. Chosen on news-dev tune with the refusal's
@@ -54,10 +58,12 @@ class Read:
 
 def read_hits(question: str, hits: Sequence[Hit], reader: Reader, *,
               passages: int = READ_PASSAGES, avoid: str = "", shift: float = MARGIN_SHIFT,
-              min_cosine: float = MIN_COSINE, gap: float = SECOND_GAP) -> Read:
+              min_cosine: float = MIN_COSINE, gap: float = SECOND_GAP,
+              min_coverage: float = MIN_COVERAGE) -> Read:
     """Read the top `passages` hits and decide; `avoid` is text the user was just given
     (a follow-up rarely wants the same sentence again). `shift` and `min_cosine` are the
-    refusal's settings, `gap` the second sentence's (the tuner sweeps them)."""
+    refusal's settings with `min_coverage`, `gap` the second sentence's (the tuner sweeps
+    them)."""
     read = list(hits[:passages])
     reading = reader.read(question, [h.text for h in read])
     best_of: dict[int, float] = {}
@@ -70,7 +76,9 @@ def read_hits(question: str, hits: Sequence[Hit], reader: Reader, *,
                  sentence_of(read[s.passage].text, s)[2] not in avoid), None)
     limit = reading.threshold + shift
     hit = read[span.passage] if span is not None else None
-    if span is None or span.score <= limit or (hit is not None and hit.dense < min_cosine):
+    if (span is None or span.score <= limit or (hit is not None and hit.dense < min_cosine)
+            or (hit is not None and min_coverage > 0
+                and coverage(question, f"{hit.title}\n{hit.text}") < min_coverage)):
         return Read(reading, tuple(ordered), None, None)
     assert hit is not None
     second = runner_up(reading, [h.text for h in read], span, limit=max(limit, span.score - gap),
