@@ -176,4 +176,5 @@ def _dequantized(weights: dict[str, np.ndarray], name: str) -> np.ndarray:
     if q is None:
         raise RagError(f"the reader lacks the weight {name}: export it again")
     zero = weights[name + "_zero_point"].astype(np.float32)
-    return ((q.astype(np.float32) - zero) * weights[name + "_scale"]).astype(np.float32)
+    value: np.ndarray = ((q.astype(np.float32) - zero) * weights[name + "_scale"]).astype(np.float32)
+    return value
