@@ -1,7 +1,7 @@
 """Ingestion benchmark: index a corpus end to end beside the embedder's own rate on the same work.
 
     python bench/ingest.py [--corpus FILE.jsonl] [--limit N] [--backend onnx|torch] [--threads N]
-        [--sentences]
+        [--sentences] [--llamaindex]
 
 Indexes the corpus (or its first `--limit` articles) into a temporary folder and prints
 articles, chunks, characters, wall seconds, chunks/s end to end, and the embedder's own
@@ -11,6 +11,13 @@ calls; and the seconds of each stage of the build (read/chunk, embed, store, sea
 is the share of the wall time the hardware spent embedding. Also peak RSS and search
 latency p50/p95 over the corpus's queries (a `queries.jsonl` beside it).
 Skips with a message when the corpus is absent (it is not shipped with the product).
+
+`--llamaindex` (needs `pip install -e '.[peers]'`): after our build, LlamaIndex's default
+ingestion (Document per article, default SentenceSplitter, VectorStoreIndex, persist) over
+the same articles with the same embedder, and one table, system | chars embedded | wall s |
+hit@5. hit@5 is on the gold beside the corpus: BEIR qrels (a judged article among the top 5
+documents; a slice keeps only queries with one in it) or news `gold.jsonl` (a gold answer
+in one of the top 5 passages, as bench/peers.py scores it). See bench/ingest_llama.py.
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from ingest_llama import compare, table
+from peers import require_llama
 
 from rag import Index
 from rag.embed.embedder import embedder_for
@@ -71,10 +80,18 @@ def main() -> int:
                    help="also store sentence vectors (rag index --sentences; off by default)")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="no progress lines on stderr (a whole news-dev build takes ~20 min)")
+    p.add_argument("--llamaindex", action="store_true",
+                   help="also build LlamaIndex's default pipeline with the same embedder and "
+                        "compare chars embedded, wall seconds and hit@5")
     args = p.parse_args()
     if not args.corpus.exists():
         print(f"skipped: {args.corpus} not found (the benchmark data lives in ../shared/)")
         return 0
+    if args.llamaindex:
+        require_llama()  # before our build, not after minutes of it
+        if args.corpus.suffix != ".jsonl":
+            p.error("--llamaindex reads a JSONL corpus (id, title, text[, published]); "
+                    f"{args.corpus} is not one")
     if args.backend:
         os.environ["RAG_EMBED_BACKEND"] = args.backend
     embedder = Timed(embedder_for(args.model, threads=args.threads))
@@ -92,6 +109,8 @@ def main() -> int:
         idx = Index.build([corpus], path=where, embedder=embedder, progress=not args.quiet,
                           sentences=args.sentences)
         wall = time.perf_counter() - t0
+        # The build's figures, before the searches below embed their queries through it too.
+        seconds, texts, chars_in = embedder.seconds, embedder.texts, embedder.chars
         rep = idx.last_report
         assert rep is not None
         queries_file = args.corpus.parent / "queries.jsonl"
@@ -103,21 +122,23 @@ def main() -> int:
             idx.search(q, k=10)
             lat.append((time.perf_counter() - t) * 1000)
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        peer = compare(args.corpus, corpus, idx, chars_in, wall, embedder.inner,
+                       Path(tmp) / "llamaindex") if args.llamaindex else None
     chars = sum(len(json.loads(line).get("text", "")) for line in
                 islice(args.corpus.open(), args.limit)) if args.corpus.suffix == ".jsonl" else 0
-    own = rep.chunks / embedder.seconds if embedder.seconds else float("nan")
+    own = rep.chunks / seconds if seconds else float("nan")
     rows = [
         ("embedder", f"{type(embedder.inner).__name__} {embedder.name} "
                      f"(threads {getattr(embedder.inner, 'threads', None) or 'auto'})"),
         ("articles", f"{rep.articles}"), ("article characters", f"{chars:,}"),
         ("chunks", f"{rep.chunks}"),
         ("texts embedded (chunks" + (" + sentences)" if args.sentences else ")"),
-         f"{embedder.texts} ({embedder.chars:,} chars)"),
-        ("wall seconds", f"{wall:.1f}"), ("seconds inside embed()", f"{embedder.seconds:.1f}"),
+         f"{texts} ({chars_in:,} chars)"),
+        ("wall seconds", f"{wall:.1f}"), ("seconds inside embed()", f"{seconds:.1f}"),
         ("seconds per stage", rep.stages.summary()),
         ("chunks/s end to end", f"{rep.chunks / wall:.1f}"),
         ("chunks/s embedder alone (same texts)", f"{own:.1f}"),
-        ("end to end / embedder alone", f"{embedder.seconds / wall:.0%}"),
+        ("end to end / embedder alone", f"{seconds / wall:.0%}"),
         ("peak RSS MB", f"{rss:.0f}"),
         ("load average (start / end)", f"{load0:.1f} / {os.getloadavg()[0]:.1f}"),
     ]
@@ -126,6 +147,8 @@ def main() -> int:
     print("| figure | value |\n| --- | --- |")
     for k, v in rows:
         print(f"| {k} | {v} |")
+    if peer:
+        print(f"\n{table(peer[0])}\n\n{peer[1]}")
     return 0
 
 

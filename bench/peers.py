@@ -11,8 +11,8 @@ strict: and at least half the content words of the gold evidence sentence
 (`shares_evidence`). Printed per split: hit@1/5/10 with counts, and the mean passage length
 (the text budget a reader gets; equal budgets make hit rates comparable).
 
-Peers (needs `pip install llama-index-core llama-index-retrievers-bm25`, a bench-only
-dependency, ideally in a separate environment):
+Peers (need `pip install -e '.[peers]'`, bench-only; `hybrid` also needs
+`llama-index-retrievers-bm25`, which pins PyStemmer < 3: install it in a separate environment):
 - `default`: LlamaIndex's VectorStoreIndex retriever over SentenceSplitter nodes
   (`--chunk-tokens`, default 320 cl100k tokens: about our 1,600-character passages; its
   default of 1,024 would give each passage three times our text), embedded with the same
@@ -102,18 +102,32 @@ def ours(index: Index) -> Retriever:
     return retrieve
 
 
-def llama_peers(articles: Path, embed: Callable[[list[str]], np.ndarray], chunk_tokens: int,
-                cache: Path, which: Sequence[str]) -> dict[str, Retriever]:
-    """LlamaIndex's default vector retriever and its BM25 + vector fusion over its own nodes."""
-    from llama_index.core import Document, VectorStoreIndex
+def require_llama() -> None:
+    """Fail at once, saying what to install, when LlamaIndex is missing (a bench-only extra)."""
+    try:
+        import llama_index.core  # noqa: F401
+    except ImportError as e:
+        raise SystemExit("LlamaIndex is not installed: pip install -e '.[peers]' "
+                         "(a bench-only extra)") from e
+
+
+def llama_embedding(embed: Callable[[list[str]], np.ndarray]) -> Any:
+    """Our embedder behind LlamaIndex's BaseEmbedding interface: the same model on both sides.
+
+    Counts the texts and characters LlamaIndex sends for indexing (`embedded_texts`,
+    `embedded_chars`); query embeddings are not counted.
+    """
     from llama_index.core.embeddings import BaseEmbedding
-    from llama_index.core.node_parser import SentenceSplitter
-    from llama_index.core.retrievers import QueryFusionRetriever
-    from llama_index.core.schema import QueryBundle
 
-    from rag.ingest.chunking import encoding
+    class Embedding(BaseEmbedding):  # type: ignore[misc]
+        embedded_texts: int = 0
+        embedded_chars: int = 0
 
-    class Embedding(BaseEmbedding):  # type: ignore[misc]  # the same model, through LlamaIndex's interface
+        def _texts(self, texts: list[str]) -> list[list[float]]:
+            self.embedded_texts += len(texts)
+            self.embedded_chars += sum(len(t) for t in texts)
+            return [v.tolist() for v in embed(list(texts))]
+
         def _get_query_embedding(self, query: str) -> list[float]:
             return [float(x) for x in embed([query])[0]]
 
@@ -121,7 +135,39 @@ def llama_peers(articles: Path, embed: Callable[[list[str]], np.ndarray], chunk_
             return self._get_query_embedding(query)
 
         def _get_text_embedding(self, text: str) -> list[float]:
-            return [float(x) for x in embed([text])[0]]
+            return self._texts([text])[0]
+
+        # LlamaIndex hands over `embed_batch_size` texts at a time; without this override
+        # BaseEmbedding would embed them one by one, which is not its default pipeline's cost.
+        def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+            return self._texts(texts)
+
+    return Embedding()
+
+
+def as_of_filtered(retriever: Any, published: Callable[[Any], str]) -> Retriever:
+    """A LlamaIndex retriever's top K among passages published on or before the as-of date.
+
+    Its simple vector store cannot filter dates, so this filters the retriever's own
+    candidates (ask it for PEER_DEPTH); `published(node_with_score)` gives a node's date.
+    """
+    from llama_index.core.schema import QueryBundle
+
+    def retrieve(question: str, as_of: str) -> list[str]:
+        found = retriever.retrieve(QueryBundle(question))
+        return [n.node.get_content() for n in found if published(n) <= as_of][:K]
+    return retrieve
+
+
+def llama_peers(articles: Path, embed: Callable[[list[str]], np.ndarray], chunk_tokens: int,
+                cache: Path, which: Sequence[str]) -> dict[str, Retriever]:
+    """LlamaIndex's default vector retriever and its BM25 + vector fusion over its own nodes."""
+    require_llama()
+    from llama_index.core import Document, VectorStoreIndex
+    from llama_index.core.node_parser import SentenceSplitter
+    from llama_index.core.retrievers import QueryFusionRetriever
+
+    from rag.ingest.chunking import encoding
 
     docs = []
     for line in articles.open():
@@ -149,21 +195,23 @@ def llama_peers(articles: Path, embed: Callable[[list[str]], np.ndarray], chunk_
               file=sys.stderr)
     for n, v in zip(nodes, vecs):
         n.embedding = [float(x) for x in v]
-    vindex = VectorStoreIndex(nodes, embed_model=Embedding())
+    vindex = VectorStoreIndex(nodes, embed_model=llama_embedding(embed))
     vector = vindex.as_retriever(similarity_top_k=PEER_DEPTH)
 
     def dated(retriever: Any) -> Retriever:
-        def retrieve(question: str, as_of: str) -> list[str]:
-            found = retriever.retrieve(QueryBundle(question))
-            keep = [n for n in found if (n.node.metadata.get("published") or "") <= as_of]
-            return [n.node.get_content() for n in keep[:K]]
-        return retrieve
+        return as_of_filtered(retriever, lambda n: n.node.metadata.get("published") or "")
 
     out: dict[str, Retriever] = {}
     if "default" in which:
         out["llamaindex-default"] = dated(vector)
     if "hybrid" in which:
-        from llama_index.retrievers.bm25 import BM25Retriever
+        try:
+            from llama_index.retrievers.bm25 import BM25Retriever
+        except ImportError as e:
+            # Not in the `peers` extra: it pins PyStemmer < 3, which would change our BM25.
+            raise SystemExit("the hybrid peer needs llama-index-retrievers-bm25: pip install it "
+                             "in a separate environment (it downgrades PyStemmer), or pass "
+                             "--peers default") from e
 
         bm25 = BM25Retriever.from_defaults(nodes=nodes, similarity_top_k=PEER_DEPTH)
         from llama_index.core.llms import MockLLM
