@@ -131,12 +131,12 @@ def test_eval_on_seeds_computes_every_metric(seeds_eval: tuple[dict, Path, Path]
         assert f"]({png})" in text
 
 
-# The README's seed-gold figures with the shipped reader (hit@5 1.0, answer contains 0.674,
-# short answer contains 0.500, citation precision 1.0, abstention recall 0.167 at false
-# abstention 0.087), less a margin of about two questions: a change that makes the answers
-# worse fails here, not only in a benchmark nobody re-runs.
-SEED_FLOORS = {"hit@5": 0.95, "answer_contains": 0.62, "short_contains": 0.45,
-               "citation_precision": 0.95, "abstain_recall": 0.08}
+# The README's seed-gold figures with the shipped (stage-2) reader (hit@5 1.0, answer
+# contains 0.674, short answer contains 0.435, citation precision 1.0, abstention recall
+# 0.250 at false abstention 0.109), less a margin of about two questions: a change that
+# makes the answers worse fails here, not only in a benchmark nobody re-runs.
+SEED_FLOORS = {"hit@5": 0.95, "answer_contains": 0.62, "short_contains": 0.39,
+               "citation_precision": 0.95, "abstain_recall": 0.16}
 
 
 @pytest.mark.slow
@@ -144,7 +144,7 @@ def test_eval_on_seeds_meets_the_readme_figures(seeds_eval: tuple[dict, Path, Pa
     result, _, _ = seeds_eval
     for key, floor in SEED_FLOORS.items():
         assert result[key] >= floor, (key, result[key], floor)
-    assert result["false_abstention"] <= 0.14
+    assert result["false_abstention"] <= 0.16
 
 
 @pytest.mark.slow
