@@ -111,25 +111,25 @@ def wire_articles(service: Service, arts: Articles, timer: Any, lists: list[Any]
 
     private: dict[str, Any] = {"api_visibility": "private"}
 
-    def refresh(chosen: list[str] | None = None) -> tuple[Any, ...]:
+    def refresh() -> tuple[Any, ...]:
         """The status line, article list, removal choices, index stats and the chat's
-        placeholder, as they are now. The articles the user has chosen stay chosen while
-        they exist: a refresh that lands after a pick (the timer's, an upload's, on a busy
-        machine) must not empty the choice, or Remove answers "Nothing selected"."""
+        placeholder, as they are now. The removal list gets new choices but never a value:
+        a refresh that lands after the user's picks (the timer's, an upload's, on a busy
+        machine) carries the choice as it was when it started, and setting it would undo
+        the picks made since (CI 2026-12-07: "Remove 1 article" after two were picked).
+        Only a removal clears the choice."""
         status = esc(service.summary())
         if not service.ready.is_set() or service.error:
             return status, gr.skip(), gr.skip(), status, gr.skip()
         infos = service.index().articles()
         choices = [(f"{printable(a.title or a.id)} ({display_date(a.published) or 'undated'})", a.id)
                    for a in infos]
-        ids = {a.id for a in infos}
-        return (status, articles_html(infos, service.empty_help()),
-                gr.Dropdown(choices=choices, value=[c for c in chosen or [] if c in ids]), service.stats_markdown(),
+        return (status, articles_html(infos, service.empty_help()), gr.Dropdown(choices=choices), service.stats_markdown(),
                 gr.Chatbot(placeholder=placeholder(service)))
 
-    def poll(chosen: list[str] | None) -> tuple[Any, ...]:
+    def poll() -> tuple[Any, ...]:
         ready = service.ready.is_set()  # read once: the lists must match the timer's state
-        return (gr.Timer(active=not ready), *refresh(chosen))
+        return (gr.Timer(active=not ready), *refresh())
 
     def upload(files: list[str] | None, progress: gr.Progress = gr.Progress()) -> str:  # noqa: B008
         if not files:
@@ -152,23 +152,22 @@ def wire_articles(service: Service, arts: Articles, timer: Any, lists: list[Any]
 
     def remove_chosen(article_ids: list[str]) -> tuple[Any, ...]:  # not "remove": the API's
         try:
-            return service.remove(article_ids or []), gr.Column(visible=False)
+            return (service.remove(article_ids or []), gr.Column(visible=False),
+                    gr.Dropdown(value=[]))
         except RagError as e:
             raise gr.Error(str(e)) from None
 
-    timer.tick(poll, inputs=[arts.chosen], outputs=[timer, *lists], show_progress="hidden",
-               **private)
+    timer.tick(poll, outputs=[timer, *lists], show_progress="hidden", **private)
     arts.files.upload(upload, inputs=[arts.files], outputs=[arts.report],
-                      api_name="upload").then(refresh, inputs=[arts.chosen], outputs=lists,
-                                              **private)
+                      api_name="upload").then(refresh, outputs=lists, **private)
     arts.remove.click(ask_first, inputs=[arts.chosen], outputs=[
         arts.report, arts.confirm_text, arts.confirm_box, arts.pending], **private)
     arts.confirm.click(remove_chosen, inputs=[arts.pending],
-                       outputs=[arts.report, arts.confirm_box], **private).then(
-        refresh, inputs=[arts.chosen], outputs=lists, **private)
+                       outputs=[arts.report, arts.confirm_box, arts.chosen], **private).then(
+        refresh, outputs=lists, **private)
     arts.cancel.click(lambda: gr.Column(visible=False), outputs=[arts.confirm_box], **private)
     for tab in (arts.tab, index_tab):
-        tab.select(refresh, inputs=[arts.chosen], outputs=lists, **private)
+        tab.select(refresh, outputs=lists, **private)
 
 
 def placeholder(service: Service) -> str:
