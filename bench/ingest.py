@@ -67,6 +67,36 @@ class Timed:
         return out
 
 
+def update_one(index: Path, corpus: Path, tmp: Path) -> tuple[float, float]:
+    """Seconds to re-index one changed article in a copy of `index`: in a process that has
+    the index loaded (the chat, a service), and as a fresh `rag index FILE` process (a
+    user at the terminal: imports and loading included). The article is a real one of the
+    corpus as a text file, indexed once, then changed: only it is embedded again."""
+    import shutil
+    import subprocess
+
+    copy = tmp / "update-copy"
+    shutil.copytree(index, copy)
+    first = json.loads(next(iter(corpus.open()))) if corpus.suffix == ".jsonl" else {}
+    body = str(first.get("text") or "A harbour strike closed the port for two days.")
+    article = tmp / "update" / "changed.txt"
+    article.parent.mkdir()
+    article.write_text(f"Port strike\n\n{body}")
+    idx = Index.load(copy)
+    idx.search("warm up", k=5)  # the state is loaded, as in a running chat
+    idx.add([article.parent], progress=False)
+    article.write_text(f"Port strike, day two\n\n{body}\n\nTalks resumed on Tuesday.")
+    t = time.perf_counter()
+    idx.add([article.parent], progress=False)
+    loaded = time.perf_counter() - t
+    idx.close()
+    article.write_text(f"Port strike, day three\n\n{body}\n\nThe port reopened on Friday.")
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "rag", "index", str(article.parent), "--index",
+                    str(copy), "-q"], check=True, stdout=subprocess.DEVNULL)
+    return loaded, time.perf_counter() - t
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--corpus", type=Path, default=DEFAULT)
@@ -80,6 +110,9 @@ def main() -> int:
                    help="also store sentence vectors (rag index --sentences; off by default)")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="no progress lines on stderr (a whole news-dev build takes ~20 min)")
+    p.add_argument("--update-one", action="store_true",
+                   help="then time re-indexing one changed article in a copy of the index: "
+                        "in a process that has it loaded, and as a fresh `rag index`")
     p.add_argument("--llamaindex", action="store_true",
                    help="also build LlamaIndex's default pipeline with the same embedder and "
                         "compare chars embedded, wall seconds and hit@5")
@@ -122,6 +155,7 @@ def main() -> int:
             idx.search(q, k=10)
             lat.append((time.perf_counter() - t) * 1000)
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        update = update_one(where, args.corpus, Path(tmp)) if args.update_one else None
         peer = compare(args.corpus, corpus, idx, chars_in, wall, embedder.inner,
                        Path(tmp) / "llamaindex") if args.llamaindex else None
     chars = sum(len(json.loads(line).get("text", "")) for line in
@@ -144,6 +178,9 @@ def main() -> int:
     ]
     if lat:
         rows += [("search p50 / p95 ms", f"{percentile(lat, 50):.1f} / {percentile(lat, 95):.1f}")]
+    if update:
+        rows += [("re-indexing one changed article: loaded / fresh `rag index` s",
+                  f"{update[0]:.2f} / {update[1]:.2f}")]
     print("| figure | value |\n| --- | --- |")
     for k, v in rows:
         print(f"| {k} | {v} |")

@@ -142,7 +142,9 @@ def llama_embedding(embed: Callable[[list[str]], np.ndarray]) -> Any:
         def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
             return self._texts(texts)
 
-    return Embedding()
+    # 64 texts a call, not LlamaIndex's default 10: our embedder runs calls of fewer than 32
+    # texts as queries (one thread), so at 10 LlamaIndex would index on one core of two.
+    return Embedding(embed_batch_size=64)
 
 
 def as_of_filtered(retriever: Any, published: Callable[[Any], str]) -> Retriever:

@@ -25,10 +25,10 @@ class _TimedModel:
 
 @pytest.mark.parametrize("bf16_faster", [True, False])
 def test_bulk_embedding_measures_bf16_and_keeps_the_faster(monkeypatch, bf16_faster):
-    from rag.embed import embedder as embedding
+    from rag.embed import runtime
     from rag.embed.embedder import BF16_MIN_BATCH, BF16_TRIALS
 
-    monkeypatch.setattr(embedding, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: True)
     emb = SentenceTransformerEmbedder()
     emb._model = _TimedModel(0.01 if bf16_faster else 0.05, 0.05 if bf16_faster else 0.01)
     bulk = ["a text of some length"] * BF16_MIN_BATCH

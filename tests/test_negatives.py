@@ -9,6 +9,7 @@ from rag.training.negatives import (
     edit_question,
     minus_answer_sentence,
     other_paragraph,
+    related_paragraphs,
     swap_in_paragraph,
     training_stream,
 )
@@ -103,3 +104,24 @@ def test_a_mix_is_read_or_refused_with_what_to_write() -> None:
                    PARA.index("Maria Holt"), "Maria Holt") for i in range(30)]
     only_answers = training_stream(exs, seed=0, mix=parse_mix("answer=1"))
     assert {e.kind for e in only_answers} == {"answer"}
+
+
+def test_a_related_negative_is_the_closest_paragraph_of_another_article() -> None:
+    """BM25's first paragraph from another article that lacks the answer: never one of the
+    question's own article, never one holding the answer, the same every time."""
+    ex = example("Who rebuilt the harbour of Lindqvist in 1921?", "Maria Holt")
+    paragraphs = {
+        "Lindqvist": [PARA, OTHER],
+        "Harbours": ["The harbour of Tromsø was rebuilt after a storm; Lindqvist's was not.",
+                     "Maria Holt rebuilt the harbour of Lindqvist, the guide says.",
+                     "Wheat prices fell in the autumn."],
+        "Farming": ["Wheat and barley grow on the plain."],
+    }
+    got = related_paragraphs([ex, ex], paragraphs)
+    assert got[0] == paragraphs["Harbours"][0]  # on topic, no answer; not the one with it
+    assert got == related_paragraphs([ex, ex], paragraphs)
+    lonely = Example("q2", "Farming", "Barley is sown in May.", "When is oat sown?", -1, "")
+    assert related_paragraphs([lonely], {"Farming": ["Barley is sown in May."]}) == [None]
+    stream = training_stream([ex] * 40, seed=3, mix={"answer": 1, "related": 1})
+    # One article: no other to draw from, so the question stays as it is, answerable.
+    assert {m.kind for m in stream} == {"answer"} and all(m.answerable for m in stream)

@@ -71,12 +71,45 @@ def test_bulk_work_on_parallel_sessions_gives_the_same_vectors(model_copy, cache
     # Enough texts of mixed lengths for a bulk call of several batches, in no length order.
     texts = [f"{t} ({n})" for n in range(BULK_MIN // len(TEXTS) + 2) for t in TEXTS]
     assert len(texts) >= BULK_MIN
-    two, one = OnnxEmbedder(str(model_copy), threads=2), OnnxEmbedder(str(model_copy), threads=1)
+    two = OnnxEmbedder(str(model_copy), threads=2, bf16=False)
+    one = OnnxEmbedder(str(model_copy), threads=1, bf16=False)
     got, want = two.embed(texts), one.embed(texts)
     assert len(two._bulk) == 2 and len(one._bulk) == 1  # two one-thread sessions vs one
     assert np.allclose(got, want, atol=1e-5)  # same rows, in the caller's order
     # A small call (a query) still runs on the one query session.
     assert np.allclose(two.embed(texts[:3]), want[:3], atol=1e-5)
+
+
+def test_bulk_work_on_torch_bf16_gives_the_fp32_vectors(model_copy, cache, monkeypatch):
+    """Where the CPU has bf16, bulk work may run on torch with bf16 autocast: the same
+    model's vectors (cosine >= 0.9999 to ONNX Runtime's fp32), rows in the caller's order;
+    a query stays on ONNX Runtime. When not forced, the first bulk calls are timed both ways
+    and the faster kept; the vector cache files them under the precision that made them."""
+    from rag.embed.bf16 import torch_available
+    from rag.embed.cache import precisions
+    from rag.embed.onnx import BULK_MIN
+    from rag.embed.runtime import BF16_TRIALS, cpu_has_bf16
+
+    if not (cpu_has_bf16() and torch_available()):
+        pytest.skip("this CPU has no bf16 (or torch is not installed): bulk work stays on ONNX")
+    monkeypatch.setenv("RAG_CACHE_DIR", str(cache))
+    texts = [f"{t} ({n})" for n in range(BULK_MIN // len(TEXTS) + 2) for t in TEXTS]
+    fp32 = OnnxEmbedder(str(model_copy), threads=2, bf16=False).embed(texts)
+    forced = OnnxEmbedder(str(model_copy), threads=2, bf16=True)
+    got = forced.embed(texts)
+    assert float((got * fp32).sum(axis=1).min()) >= PARITY_MIN_COSINE
+    assert forced._bulk is None and forced._torch is not None  # no ONNX bulk session opened
+    assert np.allclose(forced.embed(texts[:2]), fp32[:2], atol=1e-5)  # a query: ONNX fp32
+    assert precisions(forced, len(texts)) == ("bf16", "fp32")
+    measured = OnnxEmbedder(str(model_copy), threads=1)
+    for _ in range(BF16_TRIALS + 1):
+        measured.embed(texts)
+    assert [mode for mode, _ in measured.trials] == [True, False] * (BF16_TRIALS // 2)
+    fast_bf16, fast_fp32 = measured.trial_best().values()
+    assert measured.bulk_bf16() == (fast_bf16 < fast_fp32)
+    # int8 is another model: never bf16, cached as int8.
+    int8 = OnnxEmbedder(str(model_copy) + INT8)
+    assert not int8.bulk_bf16() and precisions(int8, len(texts)) == ("int8",)
 
 
 def test_length_sorted_batches_give_each_text_its_own_vector(model_copy, cache, monkeypatch):
@@ -88,7 +121,7 @@ def test_length_sorted_batches_give_each_text_its_own_vector(model_copy, cache, 
     # Long and short texts interleaved, so sorting really reorders them across batches.
     texts = [TEXTS[n % len(TEXTS)][: 40 + 97 * n % 2500] + f" ({n})"
              for n in range(max(BULK_MIN, 3 * BATCH))]
-    onnx = OnnxEmbedder(str(model_copy), threads=1)
+    onnx = OnnxEmbedder(str(model_copy), threads=1, bf16=False)
     together = onnx.embed(texts)
     alone = np.concatenate([onnx.embed([t]) for t in texts])
     assert np.allclose(together, alone, atol=1e-5)

@@ -61,12 +61,13 @@ def cache_key(model: str, precision: str, text: str) -> bytes:
 def precisions(embedder: Any, n: int) -> tuple[str, ...]:
     """The precisions `embedder` may use for a call of `n` texts, the likeliest first.
 
-    SentenceTransformerEmbedder times bf16 against fp32 on its first bulk calls and keeps
-    the faster (cosine between the two >= 0.9999), so one index already holds both: a
-    cached vector of either precision is as good as a fresh one."""
+    The fp32 embedders time bf16 against fp32 on their first bulk calls and keep the
+    faster (cosine between the two >= 0.9999), so one index already holds both: a cached
+    vector of either precision is as good as a fresh one."""
+    own = str(getattr(embedder, "precision", "fp32"))
     bulk_bf16 = getattr(embedder, "bulk_bf16", None)
-    if bulk_bf16 is None:
-        return (str(getattr(embedder, "precision", "fp32")),)
+    if bulk_bf16 is None or own != "fp32":  # int8 is a model of its own, never bf16
+        return (own,)
     from rag.embed.embedder import BF16_MIN_BATCH
 
     first = "bf16" if n >= BF16_MIN_BATCH and bulk_bf16() else "fp32"

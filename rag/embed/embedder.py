@@ -8,7 +8,6 @@ first use, never at `import rag`.
 
 from __future__ import annotations
 
-import functools
 import os
 import threading
 import time
@@ -18,11 +17,18 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from rag.embed.runtime import DEFAULT_MODEL, available_threads, normalize, resolve
+from rag.embed.runtime import (
+    BF16_MIN_BATCH,
+    BF16_TRIALS,
+    DEFAULT_MODEL,
+    Bf16Choice,
+    available_threads,
+    cpu_has_bf16,
+    normalize,
+    resolve,
+)
 from rag.errors import InputError
 
-BF16_MIN_BATCH = 32
-BF16_TRIALS = 4  # bulk calls timed, alternating bf16 and fp32, before choosing
 
 
 @runtime_checkable
@@ -42,24 +48,11 @@ class Embedder(Protocol):
     def embed(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
-@functools.cache
-def cpu_has_bf16() -> bool:
-    """True when the CPU runs bfloat16 natively (AVX-512-BF16 or AMX); else bf16 is slower."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text(errors="ignore")
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-class SentenceTransformerEmbedder:
+class SentenceTransformerEmbedder(Bf16Choice):
     """A sentence-transformers model, loaded lazily, on the CPU.
 
     bf16 autocast (cosine to fp32 vectors >= 0.9999) is tried for bulk embedding where the
-    CPU supports it, and kept only if it measures faster: on one host of this project it
-    was 2.3x faster than fp32, on another with the same CPU flags 0.6x. The first
-    `BF16_TRIALS` bulk calls alternate bf16 and fp32 (real work, nothing re-done); then
-    the faster is used. `bf16=True`/`False` forces a choice. `threads` caps torch's
+    CPU supports it, and kept only if it measures faster (`Bf16Choice`). `threads` caps torch's
     intra-op threads: two threads collapse when another process holds a core.
     `batch_size` 8: on 2 cores, SciFact chunks embed at 59.5/s in batches of 8, 55 in
     16s and 46.6 in 32s (fp32; bf16 35/35/33.5).
@@ -77,7 +70,7 @@ class SentenceTransformerEmbedder:
         self.threads = threads
         self.bf16 = bf16  # None: measure (where the CPU has bf16 at all)
         self.batch_size = batch_size
-        self.trials: list[tuple[bool, float]] = []  # (bf16, ms per 1,000 characters)
+        self.trials: list[tuple[bool, float]] = []
         self._model: Any = None
         self._lock = threading.Lock()
 
@@ -138,6 +131,7 @@ class SentenceTransformerEmbedder:
         # more than they save (12 sentences: 158 ms bf16, 98 ms fp32).
         bulk = len(texts) >= BF16_MIN_BATCH
         bf16 = bulk and self.bulk_bf16()
+        measuring = bulk and self.measuring()
         t0 = time.perf_counter()
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             vecs = model.encode(
@@ -148,34 +142,16 @@ class SentenceTransformerEmbedder:
                 show_progress_bar=False,
             )
         out = vecs.float().cpu().numpy().astype(np.float32, copy=False)
-        if bulk and self._measuring():
-            chars = sum(len(t) for t in texts) or 1
-            self.trials.append((bf16, (time.perf_counter() - t0) * 1e6 / chars))
+        if measuring:
+            self.record_trial(bf16, time.perf_counter() - t0, list(texts))
         return normalize(out)
-
-    def _measuring(self) -> bool:
-        return self.bf16 is None and cpu_has_bf16() and len(self.trials) < BF16_TRIALS
-
-    def bulk_bf16(self) -> bool:
-        """Whether bulk embedding uses bf16 now: forced, being measured, or measured."""
-        if self.bf16 is not None:
-            return self.bf16
-        if self._measuring():
-            return len(self.trials) % 2 == 0  # bf16, fp32, bf16, fp32
-        fast_bf16, fast_fp32 = self.trial_best().values()
-        return fast_bf16 is not None and fast_fp32 is not None and fast_bf16 < fast_fp32
-
-    def trial_best(self) -> dict[bool, float | None]:
-        """The fastest trial of each mode in ms per 1,000 characters (None: not tried).
-        The best, not the mean: warm-up and a busy neighbour only ever slow a trial down."""
-        return {mode: min((t for m, t in self.trials if m == mode), default=None)
-                for mode in (True, False)}
 
 
 def embedder_for(model: str = DEFAULT_MODEL, *, threads: int | None = None,
                  bf16: bool | None = None) -> Embedder:
     """The embedder for `model`: ONNX Runtime where the model folder is one it reproduces
-    (it starts in ~0.3 s, torch in ~6 s), else sentence-transformers on torch.
+    (it starts in ~0.3 s, torch in ~6 s; its bulk work may still run on torch's bf16, see
+    `rag.embed.bf16`), else sentence-transformers on torch. `bf16` False keeps bulk work fp32.
     `RAG_EMBED_BACKEND=torch` or `onnx` forces one; an int8 model (`+int8`) is ONNX only."""
     from importlib.util import find_spec
 
@@ -188,10 +164,10 @@ def embedder_for(model: str = DEFAULT_MODEL, *, threads: int | None = None,
     if model.endswith(INT8) or backend == "onnx":
         if find_spec("onnxruntime") is None:
             raise InputError(f"{model} needs ONNX Runtime: pip install onnxruntime")
-        return OnnxEmbedder(model, threads=threads)
+        return OnnxEmbedder(model, threads=threads, bf16=bf16)
     if backend == "auto" and bf16 is not True and find_spec("onnxruntime") is not None \
             and supported(Path(resolve(base))):
-        return OnnxEmbedder(model, threads=threads)
+        return OnnxEmbedder(model, threads=threads, bf16=bf16)
     return SentenceTransformerEmbedder(model, threads=threads, bf16=bf16)
 
 

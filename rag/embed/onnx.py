@@ -13,8 +13,10 @@ manifest, and an index built with it refuses fp32 queries, as for any other mode
 from __future__ import annotations
 
 import json
+import os
 import queue
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +25,14 @@ from typing import Any
 
 import numpy as np
 
-from rag.embed.runtime import DEFAULT_MODEL, available_threads, normalize, resolve
+from rag.embed.runtime import (
+    DEFAULT_MODEL,
+    Bf16Choice,
+    available_threads,
+    cpu_has_bf16,
+    normalize,
+    resolve,
+)
 from rag.errors import InputError
 
 INT8 = "+int8"  # name suffix of the int8 dynamically quantized variant
@@ -67,8 +76,12 @@ def max_seq_length(path: Path) -> int:
         return 512
 
 
-class OnnxEmbedder:
+class OnnxEmbedder(Bf16Choice):
     """An exported sentence-transformers model run by ONNX Runtime, loaded lazily.
+
+    Bulk work (indexing) of an fp32 model may run on torch with bf16 autocast instead
+    (`rag.embed.bf16`) where the CPU has bf16 and it measures faster (`Bf16Choice`);
+    `bf16=False` or `RAG_EMBED_BACKEND=onnx` keeps it on ONNX Runtime.
 
     `threads` fixes ONNX Runtime's intra-op threads (default: one for queries, the cores
     free at the first bulk call for bulk work, see `available_threads`). Its threads never
@@ -76,7 +89,8 @@ class OnnxEmbedder:
     slow every call down under load.
     """
 
-    def __init__(self, model: str = DEFAULT_MODEL, *, threads: int | None = None) -> None:
+    def __init__(self, model: str = DEFAULT_MODEL, *, threads: int | None = None,
+                 bf16: bool | None = None) -> None:
         self.int8 = model.endswith(INT8)
         base = model[: -len(INT8)] if self.int8 else model
         if base == "all-MiniLM-L6-v2":
@@ -96,13 +110,23 @@ class OnnxEmbedder:
         self._lock = threading.Lock()
         self._max = max_seq_length(self.source)
         self._file: Path | None = None  # None: the export in the user's cache
+        self.bf16 = False if self.int8 else bf16  # int8 is its own model: never bf16
+        self.trials: list[tuple[bool, float]] = []
+        self._torch: Any = None  # rag.embed.bf16.TorchBf16, made on the first bf16 call
+        self._bf16_threads = 0
 
     @classmethod
     def from_file(cls, onnx_file: Path, source: Path, *, threads: int | None = 1) -> OnnxEmbedder:
         """An embedder for a given ONNX file of the model folder `source` (to check an export)."""
-        emb = cls(str(source), threads=threads)
+        emb = cls(str(source), threads=threads, bf16=False)  # the file itself, always
         emb._file = onnx_file
         return emb
+
+    def bf16_possible(self) -> bool:
+        from rag.embed.bf16 import torch_available
+
+        return (not self.int8 and cpu_has_bf16() and torch_available()
+                and os.environ.get("RAG_EMBED_BACKEND", "auto").lower() != "onnx")
 
     @property
     def dim(self) -> int:
@@ -144,15 +168,28 @@ class OnnxEmbedder:
         # one thread or two, and a second thread sharing a core with a busy neighbour
         # turns milliseconds into seconds.
         session = self._open(self.threads or 1)
-        self._tokenizer = tok
         self._inputs = {i.name for i in session.get_inputs()}
         self._session = session
+        self._tokenizer = tok  # last: `_ready` tells a loaded embedder by it
 
     def _ready(self) -> None:
-        if self._session is None:
+        if self._tokenizer is None:
             with self._lock:
-                if self._session is None:
+                if self._tokenizer is None:
                     self._load()
+
+    def _query(self) -> Any:
+        """The one-thread session for small calls (queries, an answer's sentences)."""
+        return self._session
+
+    def _bf16_model(self) -> Any:
+        """The torch bf16 model (`rag.embed.bf16`), made on the first bf16 call."""
+        from rag.embed.bf16 import TorchBf16
+
+        with self._lock:
+            if self._torch is None:
+                self._torch = TorchBf16(self.source, BATCH)
+            return self._torch
 
     def _sessions_for(self, n: int) -> list[Any]:
         """The sessions a call of `n` texts runs on: the query session, or for bulk work
@@ -162,12 +199,12 @@ class OnnxEmbedder:
         226-232/s against 192-206/s for one 2-thread session, abstracts at the same
         ~30/s (`bench/ingest.py` has the end-to-end figure)."""
         if n < BULK_MIN:
-            return [self._session]
+            return [self._query()]
         if self._bulk is None:
             with self._lock:
                 if self._bulk is None:
                     want = self.threads or available_threads()
-                    one = self._session if (self.threads or 1) == 1 else self._open(1)
+                    one = self._query() if (self.threads or 1) == 1 else self._open(1)
                     self._bulk = [one, *(self._open(1) for _ in range(want - 1))]
         return list(self._bulk)
 
@@ -193,14 +230,20 @@ class OnnxEmbedder:
         return [ids if len(ids) <= self._max else [*ids[:self._max - 1], ids[-1]]
                 for ids in (k or [] for k in known)]
 
-    def _run(self, session: Any, ids: list[list[int]], rows: list[int]) -> np.ndarray:
-        """One padded batch of the texts `rows` through `session`."""
+    @staticmethod
+    def _padded(ids: list[list[int]], rows: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """The token ids of the texts `rows` as one zero-padded batch, and its mask."""
         width = max(len(ids[i]) for i in rows)
         input_ids = np.zeros((len(rows), width), dtype=np.int64)
         mask = np.zeros_like(input_ids)
         for r, i in enumerate(rows):
             input_ids[r, :len(ids[i])] = ids[i]
             mask[r, :len(ids[i])] = 1
+        return input_ids, mask
+
+    def _run(self, session: Any, ids: list[list[int]], rows: list[int]) -> np.ndarray:
+        """One padded batch of the texts `rows` through `session`."""
+        input_ids, mask = self._padded(ids, rows)
         feed = {"input_ids": input_ids, "attention_mask": mask,
                 "token_type_ids": np.zeros_like(input_ids)}
         result: np.ndarray = session.run(None, {k: v for k, v in feed.items()
@@ -233,14 +276,38 @@ class OnnxEmbedder:
         # Batches of similar length, so no batch embeds a long text's worth of padding;
         # rows go back in the caller's order.
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        sessions = self._sessions_for(len(ids))
+        bulk = len(ids) >= BULK_MIN
+        bf16, measuring = bulk and self.bulk_bf16(), bulk and self.measuring()
+        t0 = time.perf_counter()
+        # A trial runs on one thread either way (rates per thread compare the same), and
+        # no bulk session is opened beside torch unless fp32 wins: both at once added
+        # ~200 MB to the peak.
+        if measuring:
+            threads = 1
+        elif bf16:
+            with self._lock:  # the free cores, counted once (as for the bulk sessions)
+                self._bf16_threads = self._bf16_threads or self.threads or available_threads()
+            threads = self._bf16_threads
+        sessions = [] if bf16 else [self._query()] if measuring else self._sessions_for(len(ids))
         out = np.zeros((len(ids), self.dim), dtype=np.float32)
         batches = [order[b:b + BATCH] for b in range(0, len(order), BATCH)]
-        if len(sessions) == 1 or len(batches) == 1:  # a query: no pool on the hot path
+        if bf16:
+            model = self._bf16_model()
+            for rows in batches:
+                out[rows] = model.embed_batch(*self._padded(ids, rows), threads)
+        elif len(sessions) == 1 or len(batches) == 1:  # a query: no pool on the hot path
             for rows in batches:
                 out[rows] = self._run(sessions[0], ids, rows)
         else:
             self._run_parallel(sessions, ids, batches, out)
+        if measuring:
+            self.record_trial(bf16, time.perf_counter() - t0, list(texts))
+            if not self.measuring():  # chosen: the other runtime's memory goes back
+                with self._lock:
+                    if self.bulk_bf16():
+                        self._bulk = None
+                    else:
+                        self._torch = None
         return normalize(out)
 
 

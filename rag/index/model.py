@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.embed.embedder import Embedder
+from rag.embed.export import INT8_RECIPE
 from rag.errors import ModelMismatchError, RagError
 
 INT8 = "+int8"  # as rag.embed.onnx names the int8 variant: other vectors, another model
@@ -47,7 +48,9 @@ def fingerprint(embedder: Embedder) -> str | None:
     folder = model_folder(embedder.name)
     if folder is None:
         return None
-    return folder_fingerprint(folder) + (INT8 if embedder.name.endswith(INT8) else "")
+    # The int8 recipe is part of what the vectors are: an index of another recipe's vectors
+    # is refused (and says how to rebuild) like any other model.
+    return folder_fingerprint(folder) + (f"{INT8}:{INT8_RECIPE}" if embedder.name.endswith(INT8) else "")
 
 
 def folder_fingerprint(folder: Path) -> str:

@@ -99,13 +99,11 @@ def driver_bf16(embedder: Any) -> bool:
     """The precision every actor uses, chosen once here: the embedder's own setting, or
     its bf16-vs-fp32 timing run on the driver. Actors never time it themselves, so all
     vectors come from one precision."""
-    from rag.embed.embedder import BF16_MIN_BATCH, BF16_TRIALS, cpu_has_bf16
+    from rag.embed.embedder import BF16_MIN_BATCH
 
     if embedder.bf16 is not None:
         return bool(embedder.bf16)
-    if not cpu_has_bf16():
-        return False
-    while len(embedder.trials) < BF16_TRIALS:
+    while embedder.measuring():
         embedder.embed([_TRIAL_TEXT] * BF16_MIN_BATCH)
     return bool(embedder.bulk_bf16())
 
@@ -124,8 +122,9 @@ def actor_embedder(embedder: Embedder, threads: int = 1) -> Callable[[], Embedde
     except ImportError:  # an install without the ONNX backend
         OnnxEmbedder = None  # type: ignore[assignment,misc]
     if OnnxEmbedder is not None and isinstance(embedder, OnnxEmbedder):
-        # Its precision is in its name (fp32, or "+int8"): nothing to time.
-        return functools.partial(OnnxEmbedder, embedder.name, threads=threads)
+        # int8 is in its name; an fp32 model's bulk work may run on torch's bf16.
+        return functools.partial(OnnxEmbedder, embedder.name, threads=threads,
+                                 bf16=driver_bf16(embedder))
     return functools.partial(_same, embedder)
 
 

@@ -57,6 +57,9 @@ def add_train_arguments(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--skip", type=int, default=0,
                     help="leave out the first N examples of the (seeded) stream: with --init, "
                     "the examples the earlier run already trained on, so it reads new ones")
+    sp.add_argument("--seed", type=int, default=0,
+                    help="the stream's seed: its order and which negative each question becomes "
+                    "(default 0; another seed for a further pass over the data)")
     sp.add_argument("--steps", type=int, default=0,
                     help="stop after N steps, the learning-rate plan unchanged (to repeat a run "
                     "that stopped early, e.g. on --minutes)")
@@ -108,7 +111,7 @@ def train_reader(args: argparse.Namespace) -> int:
                       plan_examples=args.examples, limit=args.limit, threads=args.threads or 0,
                       init=init, skip=args.skip, steps=args.steps, mix=args.mix, batch=args.batch,
                       checkpoint_minutes=args.checkpoint_minutes,
-                      checkpoint_steps=args.checkpoint_steps, holdout_eval=args.holdout,
+                      checkpoint_steps=args.checkpoint_steps, holdout_eval=args.holdout, seed=args.seed,
                       holdout_titles=args.holdout_titles, lr=args.lr)
     if args.resume:  # the run's own settings, whatever the flags say, so it continues exactly
         saved = json.loads((out / "config.json").read_text())

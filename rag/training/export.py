@@ -176,5 +176,8 @@ def _dequantized(weights: dict[str, np.ndarray], name: str) -> np.ndarray:
     if q is None:
         raise RagError(f"the reader lacks the weight {name}: export it again")
     zero = weights[name + "_zero_point"].astype(np.float32)
-    value: np.ndarray = ((q.astype(np.float32) - zero) * weights[name + "_scale"]).astype(np.float32)
+    scale = weights[name + "_scale"].astype(np.float32)
+    if scale.ndim == 1 and scale.size > 1 and q.ndim == 2 and scale.size != q.shape[1]:
+        scale, zero = scale[:, None], zero[:, None]  # per row (a Gather table's axis 0)
+    value: np.ndarray = ((q.astype(np.float32) - zero) * scale).astype(np.float32)
     return value

@@ -1,10 +1,11 @@
 """Training examples for the reader: SQuAD 1.1 questions plus the negatives we build.
 
 SQuAD 1.1 has no unanswerable questions, so every "no answer" the reader learns comes from
-here. Two families, both drawn from the same article so that the passage stays on topic:
+here. Two families, the passage staying on topic:
 
 - *missing topic* (most unanswerable news questions): the question with another paragraph
-  of its article, or with its own paragraph minus the sentence that holds the answer;
+  of its article, or with its own paragraph minus the sentence that holds the answer, or
+  (`related`) with the paragraph of another article that BM25 ranks first for it;
 - *edited question* (what SQuAD 2.0's unanswerables look like): the question with one
   detail changed so its own paragraph no longer answers it: an entity, number or year
   swapped for another of the same article that the paragraph lacks, a negation, or an
@@ -35,8 +36,12 @@ from rag.errors import InputError
 # The second stage (2026-12-07) added `swap`: the first model's threshold, chosen on
 # held-out train, sat far below SQuAD 2.0 dev's best (0.96 vs 6.9), because our edits put a
 # word the passage lacks into the question, which word overlap alone gives away.
-MIX = {"answer": 0.52, "edit": 0.18, "swap": 0.12, "other_paragraph": 0.08,
-       "minus_sentence": 0.10}
+# The third stage added `related`: a paragraph of *another* article, the one that shares the
+# most words with the question (BM25), as in retrieval, where the unanswerable question
+# comes with passages that look right and do not answer.
+MIX = {"answer": 0.50, "edit": 0.15, "swap": 0.12, "related": 0.10, "other_paragraph": 0.05,
+       "minus_sentence": 0.08}
+KINDS = ("answer", "edit", "swap", "related", "other_paragraph", "minus_sentence")
 HOLDOUT_TITLES = 12  # articles kept out of training: the threshold and checkpoint scores
 
 _SENTENCE = re.compile(r"[^.!?]+(?:[.!?]+[\"')\]]*\s*|$)")
@@ -215,6 +220,37 @@ def other_paragraph(ex: Example, paragraphs: Sequence[str], rng: random.Random) 
                    answer_text="", kind="other_paragraph")
 
 
+def related_paragraphs(questions: Sequence[Example],
+                       paragraphs: dict[str, list[str]]) -> list[str | None]:
+    """For each question, the paragraph of another article that BM25 ranks first for it among
+    those lacking its answer (None when no other article's paragraph shares a word with it).
+    Deterministic: the same questions and paragraphs give the same choices."""
+    import bm25s
+
+    from rag.index.lexical import tokenize
+
+    texts = [(t, p) for t, ps in sorted(paragraphs.items()) for p in ps]
+    if not questions or len({t for t, _ in texts}) < 2:
+        return [None] * len(questions)
+    bm25 = bm25s.BM25()
+    bm25.index(tokenize([p for _, p in texts]), show_progress=False)
+    vocab = set(bm25.vocab_dict)
+    queries = [[w for w in toks if w in vocab] or ["\x00"] for toks in tokenize([q.question for q in questions])]
+    k = min(10, len(texts))
+    found: list[str | None] = []
+    for start in range(0, len(queries), 2000):
+        ids, scores = bm25.retrieve(queries[start:start + 2000], k=k, show_progress=False, n_threads=1)
+        for ex, row, row_scores in zip(questions[start:start + 2000], ids, scores):
+            pick = None
+            for i, score in zip(row, row_scores):
+                title, text = texts[int(i)]
+                if score > 0 and title != ex.title and ex.answer_text.lower() not in text.lower():
+                    pick = text
+                    break
+            found.append(pick)
+    return found
+
+
 def parse_mix(text: str) -> dict[str, float] | None:
     """`"answer=.55,edit=.25"` as a mix (None for an empty text: the default `MIX`).
 
@@ -227,9 +263,8 @@ def parse_mix(text: str) -> dict[str, float] | None:
     for part in text.split(","):
         name, _, share = part.partition("=")
         name = name.strip()
-        if name not in {"answer", "edit", "swap", "other_paragraph", "minus_sentence"}:
-            raise InputError(f"unknown kind {name!r} in the mix: use answer, edit, swap, "
-                             "other_paragraph, minus_sentence")
+        if name not in KINDS:
+            raise InputError(f"unknown kind {name!r} in the mix: use {', '.join(KINDS)}")
         try:
             mix[name] = float(share)
         except ValueError:
@@ -255,7 +290,8 @@ def training_stream(examples: Sequence[Example], seed: int = 0,
     order = list(examples)
     rng.shuffle(order)
     kinds, weights = zip(*mix.items())
-    out = []
+    out: list[Example] = []
+    related: list[int] = []  # positions to fill with another article's paragraph, all at once
     for ex in order:
         kind = rng.choices(kinds, weights)[0]
         made: Example | None = ex
@@ -267,5 +303,11 @@ def training_stream(examples: Sequence[Example], seed: int = 0,
             made = other_paragraph(ex, paragraphs[ex.title], rng)
         elif kind == "minus_sentence":
             made = minus_answer_sentence(ex)
+        elif kind == "related":
+            related.append(len(out))
         out.append(made or ex)
+    for i, text in zip(related, related_paragraphs([out[i] for i in related], paragraphs)):
+        if text is not None:
+            out[i] = replace(out[i], id=out[i].id + "-related", context=text, answer_start=-1,
+                             answer_text="", kind="related")
     return out
