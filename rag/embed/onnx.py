@@ -76,6 +76,12 @@ def max_seq_length(path: Path) -> int:
         return 512
 
 
+# bf16 is tried only after this many texts of bulk work: loading torch and its trials cost
+# ~5 s, more than a small build takes on ONNX Runtime alone (the seed article, a few dozen
+# uploads); 500 chunks are ~11 s of fp32 work on 2 cores, ~25 news articles.
+BF16_AFTER_TEXTS = 500
+
+
 class OnnxEmbedder(Bf16Choice):
     """An exported sentence-transformers model run by ONNX Runtime, loaded lazily.
 
@@ -114,6 +120,7 @@ class OnnxEmbedder(Bf16Choice):
         self.trials: list[tuple[bool, float]] = []
         self._torch: Any = None  # rag.embed.bf16.TorchBf16, made on the first bf16 call
         self._bf16_threads = 0
+        self._bulk_seen = 0  # texts embedded in bulk calls so far
 
     @classmethod
     def from_file(cls, onnx_file: Path, source: Path, *, threads: int | None = 1) -> OnnxEmbedder:
@@ -122,10 +129,13 @@ class OnnxEmbedder(Bf16Choice):
         emb._file = onnx_file
         return emb
 
+    bf16_after = BF16_AFTER_TEXTS
+
     def bf16_possible(self) -> bool:
         from rag.embed.bf16 import torch_available
 
-        return (not self.int8 and cpu_has_bf16() and torch_available()
+        return (not self.int8 and self._bulk_seen >= self.bf16_after and cpu_has_bf16()
+                and torch_available()
                 and os.environ.get("RAG_EMBED_BACKEND", "auto").lower() != "onnx")
 
     @property
@@ -300,6 +310,8 @@ class OnnxEmbedder(Bf16Choice):
                 out[rows] = self._run(sessions[0], ids, rows)
         else:
             self._run_parallel(sessions, ids, batches, out)
+        if bulk:
+            self._bulk_seen += len(ids)
         if measuring:
             self.record_trial(bf16, time.perf_counter() - t0, list(texts))
             if not self.measuring():  # chosen: the other runtime's memory goes back
