@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 
-
 # Batches are padded to a multiple of this many tokens, and to full rows: torch builds
 # (and keeps) kernels per input shape, and a shape per exact length held 1.09 GB after 73
 # widths where steps of 16 held 0.63 GB, at less CPU (10.1 s against 12.7: fewer kernels
@@ -43,7 +42,6 @@ class TorchBf16:
         self._lock = threading.Lock()
 
     def _load(self) -> Any:
-        import torch
         import transformers
         from transformers import AutoModel
 

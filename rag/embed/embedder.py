@@ -30,7 +30,6 @@ from rag.embed.runtime import (
 from rag.errors import InputError
 
 
-
 @runtime_checkable
 class Embedder(Protocol):
     """Anything that turns texts into L2-normalised float32 rows.
