@@ -188,10 +188,6 @@ class OnnxEmbedder(Bf16Choice):
                 if self._tokenizer is None:
                     self._load()
 
-    def _query(self) -> Any:
-        """The one-thread session for small calls (queries, an answer's sentences)."""
-        return self._session
-
     def _bf16_model(self) -> Any:
         """The torch bf16 model (`rag.embed.bf16`), made on the first bf16 call."""
         from rag.embed.bf16 import TorchBf16
@@ -209,12 +205,12 @@ class OnnxEmbedder(Bf16Choice):
         226-232/s against 192-206/s for one 2-thread session, abstracts at the same
         ~30/s (`bench/ingest.py` has the end-to-end figure)."""
         if n < BULK_MIN:
-            return [self._query()]
+            return [self._session]
         if self._bulk is None:
             with self._lock:
                 if self._bulk is None:
                     want = self.threads or available_threads()
-                    one = self._query() if (self.threads or 1) == 1 else self._open(1)
+                    one = self._session if (self.threads or 1) == 1 else self._open(1)
                     self._bulk = [one, *(self._open(1) for _ in range(want - 1))]
         return list(self._bulk)
 
@@ -298,7 +294,7 @@ class OnnxEmbedder(Bf16Choice):
             with self._lock:  # the free cores, counted once (as for the bulk sessions)
                 self._bf16_threads = self._bf16_threads or self.threads or available_threads()
             threads = self._bf16_threads
-        sessions = [] if bf16 else [self._query()] if measuring else self._sessions_for(len(ids))
+        sessions = [] if bf16 else [self._session] if measuring else self._sessions_for(len(ids))
         out = np.zeros((len(ids), self.dim), dtype=np.float32)
         batches = [order[b:b + BATCH] for b in range(0, len(order), BATCH)]
         if bf16:
