@@ -80,7 +80,8 @@ def test_bulk_work_on_parallel_sessions_gives_the_same_vectors(model_copy, cache
     assert np.allclose(two.embed(texts[:3]), want[:3], atol=1e-5)
 
 
-def test_bulk_work_on_torch_bf16_gives_the_fp32_vectors(model_copy, cache, monkeypatch):
+def test_bulk_work_on_torch_bf16_gives_the_fp32_vectors(model_copy, cache, monkeypatch,
+                                                          tmp_path):
     """Where the CPU has bf16, bulk work may run on torch with bf16 autocast: the same
     model's vectors (cosine >= 0.9999 to ONNX Runtime's fp32), rows in the caller's order;
     a query stays on ONNX Runtime. When not forced, the first bulk calls are timed both ways
@@ -101,6 +102,16 @@ def test_bulk_work_on_torch_bf16_gives_the_fp32_vectors(model_copy, cache, monke
     assert forced._bulk is None and forced._torch is not None  # no ONNX bulk session opened
     assert np.allclose(forced.embed(texts[:2]), fp32[:2], atol=1e-5)  # a query: ONNX fp32
     assert precisions(forced, len(texts)) == ("bf16", "fp32")
+    # A build hands the bulk-only model back before writing its search files (its peak
+    # memory); the next bulk call loads it again and still runs bf16.
+    from rag import Index
+
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.txt").write_text("The river froze in January. Boats stayed in port.")
+    Index.build([tmp_path / "docs"], path=tmp_path / "index", embedder=forced, progress=False)
+    assert forced._torch is None and forced._bulk is None
+    again = forced.embed(texts)
+    assert forced._torch is not None and np.allclose(again, got, atol=1e-6)
     measured = OnnxEmbedder(str(model_copy), threads=1)
     measured.bf16_after = 2 * len(texts)  # a small build never loads torch: two calls here
     for _ in range(2):

@@ -97,6 +97,21 @@ def cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def trim_heap() -> None:
+    """Return the heap's freed pages to the system (glibc's `malloc_trim`; elsewhere
+    nothing): freed model weights otherwise stay in the process's resident memory."""
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    name = ctypes.util.find_library("c")
+    try:
+        ctypes.CDLL(name).malloc_trim(0)
+    except (OSError, AttributeError, TypeError):  # not glibc: its allocator keeps its own
+        pass
+
+
 class Bf16Choice:
     """bf16 or fp32 for bulk work, whichever measures faster on this CPU.
 

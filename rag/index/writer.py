@@ -228,6 +228,9 @@ class _Run:
             version, new_ids, gone_ids = self.writer.apply(
                 timed(self.upserts(bar), made), self.removals(), self.moves)
             store = time.perf_counter() - t - made[0]  # the transaction's own time
+            release = getattr(self.index.embedder, "release_bulk", None)
+            if release is not None:  # the build's peak memory comes next: no model beside it
+                release()
             bar.doing("writing the search files (FAISS, BM25)")
             t = time.perf_counter()
             if version != before:
