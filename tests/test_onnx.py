@@ -100,16 +100,24 @@ def test_bulk_work_on_torch_bf16_gives_the_fp32_vectors(model_copy, cache, monke
     got = forced.embed(texts)
     assert float((got * fp32).sum(axis=1).min()) >= PARITY_MIN_COSINE
     assert forced._bulk is None and forced._torch is not None  # no ONNX bulk session opened
-    assert np.allclose(forced.embed(texts[:2]), fp32[:2], atol=1e-5)  # a query: ONNX fp32
+    # Bulk work on torch hands the idle query session back (memory); a small call then
+    # runs on torch too instead of opening it again beside torch.
+    assert forced._session is None
+    mid = forced.embed(texts[:2])
+    assert float((mid * fp32[:2]).sum(axis=1).min()) >= PARITY_MIN_COSINE
+    assert forced._session is None
     assert precisions(forced, len(texts)) == ("bf16", "fp32")
     # A build hands the bulk-only model back before writing its search files (its peak
-    # memory); the next bulk call loads it again and still runs bf16.
+    # memory): queries are on ONNX Runtime fp32 again; the next bulk call loads torch
+    # again and still runs bf16.
     from rag import Index
 
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "a.txt").write_text("The river froze in January. Boats stayed in port.")
     Index.build([tmp_path / "docs"], path=tmp_path / "index", embedder=forced, progress=False)
     assert forced._torch is None and forced._bulk is None
+    assert np.allclose(forced.embed(texts[:2]), fp32[:2], atol=1e-5)  # a query: ONNX fp32
+    assert forced._session is not None
     again = forced.embed(texts)
     assert forced._torch is not None and np.allclose(again, got, atol=1e-6)
     measured = OnnxEmbedder(str(model_copy), threads=1)

@@ -114,7 +114,7 @@ class OnnxEmbedder(Bf16Choice):
         self._tokenizer: Any = None
         self._inputs: set[str] = set()
         self._ids: OrderedDict[str, list[int]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # `_sessions_for` opens the query session under it
         self._max = max_seq_length(self.source)
         self._file: Path | None = None  # None: the export in the user's cache
         self.bf16 = False if self.int8 else bf16  # int8 is its own model: never bf16
@@ -189,6 +189,14 @@ class OnnxEmbedder(Bf16Choice):
                 if self._tokenizer is None:
                     self._load()
 
+    def _query_session(self) -> Any:
+        """The one-thread session for queries, opened again if bulk work on torch handed
+        it back (`embed`)."""
+        with self._lock:
+            if self._session is None:
+                self._session = self._open(self.threads or 1)
+            return self._session
+
     def _bf16_model(self) -> Any:
         """The torch bf16 model (`rag.embed.bf16`), made on the first bf16 call."""
         from rag.embed.bf16 import TorchBf16
@@ -215,12 +223,12 @@ class OnnxEmbedder(Bf16Choice):
         226-232/s against 192-206/s for one 2-thread session, abstracts at the same
         ~30/s (`bench/ingest.py` has the end-to-end figure)."""
         if n < BULK_MIN:
-            return [self._session]
+            return [self._query_session()]
         if self._bulk is None:
             with self._lock:
                 if self._bulk is None:
                     want = self.threads or available_threads()
-                    one = self._session if (self.threads or 1) == 1 else self._open(1)
+                    one = self._query_session() if (self.threads or 1) == 1 else self._open(1)
                     self._bulk = [one, *(self._open(1) for _ in range(want - 1))]
         return list(self._bulk)
 
@@ -294,6 +302,11 @@ class OnnxEmbedder(Bf16Choice):
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         bulk = len(ids) >= BULK_MIN
         bf16, measuring = bulk and self.bulk_bf16(), bulk and self.measuring()
+        # While torch does the bulk work the query session is handed back (below); a small
+        # call in that phase (a build's last few chunks, a search beside it) runs on torch
+        # too, rather than opening the session again beside it.
+        if not bulk and self._session is None and self._torch is not None:
+            bf16 = True
         t0 = time.perf_counter()
         # A trial runs on one thread either way (rates per thread compare the same), and
         # no bulk session is opened beside torch unless fp32 wins: both at once added
@@ -304,7 +317,8 @@ class OnnxEmbedder(Bf16Choice):
             with self._lock:  # the free cores, counted once (as for the bulk sessions)
                 self._bf16_threads = self._bf16_threads or self.threads or available_threads()
             threads = self._bf16_threads
-        sessions = [] if bf16 else [self._session] if measuring else self._sessions_for(len(ids))
+        sessions = [] if bf16 else [self._query_session()] if measuring else \
+            self._sessions_for(len(ids))
         out = np.zeros((len(ids), self.dim), dtype=np.float32)
         batches = [order[b:b + BATCH] for b in range(0, len(order), BATCH)]
         if bf16:
@@ -326,6 +340,12 @@ class OnnxEmbedder(Bf16Choice):
                         self._bulk = None
                     else:
                         self._torch = None
+        elif bulk and bf16 and self._session is not None:
+            # The idle query session (weights and arena, ~150 MB) goes back for the rest of
+            # the bulk work: news-dev's build peaked ~1.02 GB with it, past the 1 GB target.
+            with self._lock:
+                self._session = None
+            trim_heap()
         return normalize(out)
 
 
