@@ -67,6 +67,32 @@ class Timed:
         return out
 
 
+class PeakWatch:
+    """When the process's peak resident memory was reached (Linux's VmHWM, sampled every
+    50 ms on a thread): which stage of the build holds the peak."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.t0 = time.perf_counter()
+        self.at, self.mb, self._stop = 0.0, 0, threading.Event()
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def _watch(self) -> None:
+        status = Path("/proc/self/status")
+        while not self._stop.wait(0.05):
+            try:
+                mb = int(status.read_text().split("VmHWM:")[1].split()[0]) // 1024
+            except (OSError, IndexError, ValueError):  # not Linux: no timeline
+                return
+            if mb > self.mb:
+                self.at, self.mb = time.perf_counter() - self.t0, mb
+
+    def stop(self) -> str:
+        self._stop.set()
+        return f"{self.at:.1f} s into the build" if self.mb else "n/a"
+
+
 def update_one(index: Path, corpus: Path, tmp: Path) -> tuple[float, float]:
     """Seconds to re-index one changed article in a copy of `index`: in a process that has
     the index loaded (the chat, a service), and as a fresh `rag index FILE` process (a
@@ -139,9 +165,11 @@ def main() -> int:
                 corpus.write_text("".join(islice(src, args.limit)))
         where = args.keep or Path(tmp) / "index"
         t0 = time.perf_counter()
+        watch = PeakWatch()
         idx = Index.build([corpus], path=where, embedder=embedder, progress=not args.quiet,
                           sentences=args.sentences)
         wall = time.perf_counter() - t0
+        peak_at = watch.stop()
         # The build's figures, before the searches below embed their queries through it too.
         seconds, texts, chars_in = embedder.seconds, embedder.texts, embedder.chars
         rss_build = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -174,7 +202,7 @@ def main() -> int:
         ("chunks/s end to end", f"{rep.chunks / wall:.1f}"),
         ("chunks/s embedder alone (same texts)", f"{own:.1f}"),
         ("end to end / embedder alone", f"{seconds / wall:.0%}"),
-        ("peak RSS MB: the build", f"{rss_build:.0f}"),
+        ("peak RSS MB: the build", f"{rss_build:.0f} (reached {peak_at})"),
         ("peak RSS MB: after 100 searches", f"{rss:.0f}"),
         ("load average (start / end)", f"{load0:.1f} / {os.getloadavg()[0]:.1f}"),
     ]

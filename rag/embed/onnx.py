@@ -307,6 +307,12 @@ class OnnxEmbedder(Bf16Choice):
         # too, rather than opening the session again beside it.
         if not bulk and self._session is None and self._torch is not None:
             bf16 = True
+        if measuring and self._bulk is not None:
+            # The trials need the query session alone (fp32) beside torch; the bulk sessions
+            # of the first BF16_AFTER_TEXTS texts go back first (fp32 winning reopens them).
+            with self._lock:
+                self._bulk = None
+            trim_heap()
         t0 = time.perf_counter()
         # A trial runs on one thread either way (rates per thread compare the same), and
         # no bulk session is opened beside torch unless fp32 wins: both at once added
