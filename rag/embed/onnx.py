@@ -211,8 +211,13 @@ class OnnxEmbedder(Bf16Choice):
         build has embedded its last batch, so the search files (FAISS, BM25) are written
         beside the query session alone; the next bulk call opens them again (~1 s). The
         runtime chosen stays chosen. news-dev: the build's peak came at that last stage."""
+        self._hand_back("_torch", "_bulk")
+
+    def _hand_back(self, *held: str) -> None:
+        """Drop these runtimes (attribute names) and return their memory to the system."""
         with self._lock:
-            self._torch, self._bulk = None, None
+            for name in held:
+                setattr(self, name, None)
         trim_heap()
 
     def _sessions_for(self, n: int) -> list[Any]:
@@ -310,9 +315,7 @@ class OnnxEmbedder(Bf16Choice):
         if measuring and self._bulk is not None:
             # The trials need the query session alone (fp32) beside torch; the bulk sessions
             # of the first BF16_AFTER_TEXTS texts go back first (fp32 winning reopens them).
-            with self._lock:
-                self._bulk = None
-            trim_heap()
+            self._hand_back("_bulk")
         t0 = time.perf_counter()
         # A trial runs on one thread either way (rates per thread compare the same), and
         # no bulk session is opened beside torch unless fp32 wins: both at once added
@@ -349,9 +352,7 @@ class OnnxEmbedder(Bf16Choice):
         elif bulk and bf16 and self._session is not None:
             # The idle query session (weights and arena, ~150 MB) goes back for the rest of
             # the bulk work: news-dev's build peaked ~1.02 GB with it, past the 1 GB target.
-            with self._lock:
-                self._session = None
-            trim_heap()
+            self._hand_back("_session")
         return normalize(out)
 
 
