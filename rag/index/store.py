@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,23 @@ class _NothingWritten(Exception):
     """Rolls back a transaction that changed nothing (no version bump)."""
 
 
+def _set_up(db: sqlite3.Connection, wait_s: float = 30.0) -> None:
+    """WAL mode and the schema. Two processes creating the same new index at once: the
+    switch to WAL fails with "database is locked" at once, without SQLite's busy timeout
+    (reproduced here 3 times in 800 paired opens), so retry it for as long as that timeout."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as e:
+            if ("locked" not in str(e) and "busy" not in str(e)) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+    db.execute("PRAGMA synchronous=FULL")
+    db.executescript(_SCHEMA)
+
+
 class Store:
     """A connection to `store.sqlite`. One writer at a time (the index holds a file lock)."""
 
@@ -63,9 +81,7 @@ class Store:
             if pinned:  # one read transaction from here on: this connection never moves
                 self.db.execute("BEGIN")
             elif not readonly:
-                self.db.execute("PRAGMA journal_mode=WAL")
-                self.db.execute("PRAGMA synchronous=FULL")
-                self.db.executescript(_SCHEMA)
+                _set_up(self.db)
             self.db.execute("SELECT count(*) FROM meta").fetchone()
         except sqlite3.OperationalError as e:
             # Read-only, full or locked: the file is fine, so never suggest rebuilding it.
