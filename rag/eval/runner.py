@@ -132,7 +132,7 @@ def evaluate(
     answer draws on (as in the chat). With `ablate`, the result's `ablations` compares
     dense, BM25 and hybrid retrieval. With `with_features`, each question also carries
     the refusal's inputs (the reader's margin, the answering passage's cosine) for tuning
-    `MARGIN_SHIFT`/`MIN_COSINE`. A gold `question_date` is the question's as-of date.
+    `REFUSAL_LINE`/`MIN_COSINE`. A gold `question_date` is the question's as-of date.
     """
     from rag.answering.answer import answer, retrieve
     from rag.options import Filters
@@ -159,12 +159,13 @@ def evaluate(
 
 
 def _features(ans: Any) -> dict[str, float]:
-    """The refusal's inputs for one answer: the reader's margin over its own refusal line
-    (recovered from the confidence, which is its logistic) and the first passage's cosine."""
-    from rag.answering.extractive import MARGIN_SHIFT
+    """The refusal's inputs for one answer: the reader's best span score (recovered from the
+    confidence, the logistic of its margin over `REFUSAL_LINE`) and the first passage's
+    cosine."""
+    from rag.answering.extractive import REFUSAL_LINE
 
     c = min(max(float(ans.confidence), 1e-6), 1 - 1e-6)
-    return {"reader_margin": round(math.log(c / (1 - c)) + MARGIN_SHIFT, 4),
+    return {"reader_score": round(math.log(c / (1 - c)) + REFUSAL_LINE, 4),
             "cosine": round(float(ans.hits[0].dense), 4) if ans.hits else 0.0}
 
 
