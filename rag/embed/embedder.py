@@ -47,6 +47,15 @@ class Embedder(Protocol):
     def embed(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
+@runtime_checkable
+class ReleasesBulk(Protocol):
+    """An embedder that holds memory only bulk work needs (a second runtime, extra sessions)
+    and can hand it back when a build has embedded its last batch (`OnnxEmbedder`). The
+    index writer calls it before writing the search files, the build's memory peak."""
+
+    def release_bulk(self) -> None: ...
+
+
 class SentenceTransformerEmbedder(Bf16Choice):
     """A sentence-transformers model, loaded lazily, on the CPU.
 

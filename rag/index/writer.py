@@ -21,7 +21,7 @@ from typing import Protocol
 import numpy as np
 
 from rag.embed.cache import CACHE_FILE, VectorCache, cached_embed
-from rag.embed.embedder import Embedder
+from rag.embed.embedder import Embedder, ReleasesBulk
 from rag.errors import InputError
 from rag.faults import checkpoint
 from rag.index.derived import finish_derived, update_derived
@@ -228,9 +228,8 @@ class _Run:
             version, new_ids, gone_ids = self.writer.apply(
                 timed(self.upserts(bar), made), self.removals(), self.moves)
             store = time.perf_counter() - t - made[0]  # the transaction's own time
-            release = getattr(self.index.embedder, "release_bulk", None)
-            if release is not None:  # the build's peak memory comes next: no model beside it
-                release()
+            if isinstance(self.index.embedder, ReleasesBulk):
+                self.index.embedder.release_bulk()  # the build's peak comes next: no model beside it
             bar.doing("writing the search files (FAISS, BM25)")
             t = time.perf_counter()
             if version != before:
