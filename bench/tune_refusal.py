@@ -242,8 +242,11 @@ def _plot(out: dict, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for p, res in out.items():
-        for split in ("tune", "report"):
-            rows = [r for r in res["rows"] if (r["split"] == "tune") == (split == "tune")]
+        for split in ("tune", "report", "SQuAD train"):
+            rows = res["squad_rows"] if split == "SQuAD train" else \
+                [r for r in res["rows"] if (r["split"] == "tune") == (split == "tune")]
+            if not rows:
+                continue
             pts = [figures(rows, Setting(s, res["min_cosine"])) for s in LINES]
             ax.plot([f["false_abstention"] for f in pts], [f["abstention_recall"] for f in pts],
                     label=f"{p} passages, {split}")
