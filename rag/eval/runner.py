@@ -131,7 +131,7 @@ def evaluate(
     `gold_path` is a gold JSONL file or `Gold` items. `k` is the number of passages the
     answer draws on (as in the chat). With `ablate`, the result's `ablations` compares
     dense, BM25 and hybrid retrieval. With `with_features`, each question also carries
-    the refusal's inputs (the reader's margin, the answering passage's cosine) for tuning
+    the refusal's inputs (the reader's best span score, the answering passage's cosine) for tuning
     `REFUSAL_LINE`/`MIN_COSINE`. A gold `question_date` is the question's as-of date.
     """
     from rag.answering.answer import answer, retrieve

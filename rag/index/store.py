@@ -26,6 +26,7 @@ from rag.index.rows import ArticleInfo, SentenceRows, StoredChunk, Upsert
 from rag.ingest.articles import Article
 
 FORMAT = 1
+BUSY_TIMEOUT_S = 30.0  # how long a writer waits for another's lock before it says so
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -53,7 +54,7 @@ class _NothingWritten(Exception):
     """Rolls back a transaction that changed nothing (no version bump)."""
 
 
-def _set_up(db: sqlite3.Connection, wait_s: float = 30.0) -> None:
+def _set_up(db: sqlite3.Connection, wait_s: float = BUSY_TIMEOUT_S) -> None:
     """WAL mode and the schema. Two processes creating the same new index at once: the
     switch to WAL fails with "database is locked" at once, without SQLite's busy timeout
     (reproduced here 3 times in 800 paired opens), so retry it for as long as that timeout."""
@@ -77,7 +78,7 @@ class Store:
         self.path = path
         try:
             self.db = _connect_readonly(path) if readonly else \
-                sqlite3.connect(path, check_same_thread=False, timeout=30)
+                sqlite3.connect(path, check_same_thread=False, timeout=BUSY_TIMEOUT_S)
             if pinned:  # one read transaction from here on: this connection never moves
                 self.db.execute("BEGIN")
             elif not readonly:
@@ -370,10 +371,10 @@ def _connect_readonly(path: Path) -> sqlite3.Connection:
     from urllib.parse import quote
 
     uri = f"file:{quote(str(path.absolute()))}"
-    db = sqlite3.connect(f"{uri}?mode=ro", uri=True, check_same_thread=False, timeout=30)
+    db = sqlite3.connect(f"{uri}?mode=ro", uri=True, check_same_thread=False, timeout=BUSY_TIMEOUT_S)
     try:
         db.execute("SELECT count(*) FROM meta").fetchone()
         return db
     except sqlite3.OperationalError:
         db.close()
-    return sqlite3.connect(f"{uri}?immutable=1", uri=True, check_same_thread=False, timeout=30)
+    return sqlite3.connect(f"{uri}?immutable=1", uri=True, check_same_thread=False, timeout=BUSY_TIMEOUT_S)
